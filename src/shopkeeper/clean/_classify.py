@@ -1,0 +1,261 @@
+"""Assign every staged row exactly one fate: clean, quarantined (with a reason) or duplicate.
+
+Two passes in DuckDB:
+1. `mapped`: normalize and parse each canonical column; flag exact duplicates and
+   row-local failures (missing, unparseable, invalid codes, out-of-range values).
+2. `classified`: rules that need the whole load (unknown items, price outliers,
+   bots, near-duplicates, latest-wins), computed only over rows that passed 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+
+from shopkeeper.clean._columns import ColumnSql, column_sql, pack_attributes_sql
+from shopkeeper.clean._config import CleaningConfig
+from shopkeeper.clean._pii import Pseudonymizer
+from shopkeeper.clean._reasons import Reason, reason_code
+from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
+from shopkeeper.ingest._plan import UPSERT_KEYS
+from shopkeeper.schema import columns, duckdb_type
+
+_PRICE_GROUP = {"events": "item_id", "items": "category_path"}
+_TS_COLUMN = {"events": "ts", "reviews": "ts", "items": "updated_at", "users": "created_at"}
+
+
+@dataclass(frozen=True)
+class CleanedLoad:
+    """Names of the temp tables a plan was cleaned into."""
+
+    classified: str
+    """Canonical columns + `_ord`, `_line`, `_reason`, `_column`, `_pii_*` flags."""
+    pii_columns: tuple[str, ...]
+
+
+def _lit_list(values: list[str]) -> str:
+    return ", ".join(sql_literal(v) for v in values) or "NULL"
+
+
+def _column_sqls(plan: AssetPlan, pseudo: Pseudonymizer) -> dict[str, ColumnSql]:
+    out: dict[str, ColumnSql] = {}
+    for col in columns(plan.kind):
+        src = plan.sources.get(col.name)
+        if src is not None:
+            out[col.name] = column_sql(col, src, pseudo)
+    if plan.kind in ("items", "users") and "attributes" not in out and plan.pack_attributes:
+        used = {c for s in plan.sources.values() for c in s.source_columns}
+        rest = [(c, quote_ident(c)) for c in plan.stage.columns if c not in used]
+        if rest:
+            out["attributes"] = ColumnSql(pack_attributes_sql(rest, mask=plan.kind == "users"))
+    if plan.base_currency and "price" in out and "currency" in out:
+        cur = out["currency"].expr
+        whens = " ".join(f"WHEN {sql_literal(k.upper())} THEN {v!r}"
+                         for k, v in plan.fx_rates.items())
+        rate = f"(CASE {cur} WHEN {sql_literal(plan.base_currency.upper())} THEN 1.0 {whens} END)"
+        out["price"].expr = f"({out['price'].expr}) * {rate}"
+        out["_fx_rate"] = ColumnSql(rate)
+        out["currency"] = ColumnSql(f"CASE WHEN {rate} IS NOT NULL "
+                                    f"THEN {sql_literal(plan.base_currency.upper())} ELSE {cur} END")
+    return out
+
+
+def _row_rules(plan: AssetPlan, sqls: dict[str, ColumnSql], cfg: CleaningConfig,
+               now: datetime) -> list[tuple[str, str, str | None]]:
+    """(condition, code, column) in precedence order, over the mapped table."""
+    rules: list[tuple[str, str, str | None]] = []
+    for col in columns(plan.kind):
+        c = quote_ident(col.name)
+        s = sqls.get(col.name)
+        if col.required and s is not None and s.raw is None:
+            rules.append((f"{c} IS NULL", reason_code(Reason.MISSING, col.name), col.name))
+        elif col.required and s is not None:
+            rules.append((f'"_raw_{col.name}" IS NULL', reason_code(Reason.MISSING, col.name),
+                          col.name))
+    for col in columns(plan.kind):
+        s = sqls.get(col.name)
+        if s is not None and s.raw is not None:
+            rules.append((f'"_raw_{col.name}" IS NOT NULL AND {quote_ident(col.name)} IS NULL',
+                          reason_code(Reason.UNPARSEABLE, col.name), col.name))
+    for col in columns(plan.kind):
+        s = sqls.get(col.name)
+        if s is not None and s.encoding_check is not None:
+            rules.append((f'coalesce("_enc_{col.name}", false)', Reason.INVALID_ENCODING.value,
+                          col.name))
+    if "event_type" in sqls:
+        rules.append((f"event_type NOT IN ({_lit_list(cfg.event_types)})",
+                      Reason.INVALID_EVENT_TYPE.value, "event_type"))
+    if "currency" in sqls:
+        rules.append(("currency IS NOT NULL AND NOT regexp_matches(currency, '^[A-Z]{3}$')",
+                      Reason.INVALID_CURRENCY.value, "currency"))
+    if "_fx_rate" in sqls:
+        rules.append(('price IS NOT NULL AND "_fx_rate" IS NULL', Reason.UNKNOWN_CURRENCY.value,
+                      "currency"))
+    rules.extend((f'coalesce("_x{i}", false)', r.code, r.column)
+                 for i, r in enumerate(plan.extra_rules))
+    ts = _TS_COLUMN.get(plan.kind)
+    if ts and ts in sqls:
+        horizon = now + timedelta(hours=cfg.future_tolerance_hours)
+        rules.append((f"{ts} > TIMESTAMPTZ {sql_literal(horizon.isoformat())}",
+                      Reason.FUTURE_TIMESTAMP.value, ts))
+        rules.append((f"{ts} < TIMESTAMPTZ {sql_literal(cfg.data_start.isoformat())}",
+                      Reason.TIMESTAMP_BEFORE_START.value, ts))
+    if "price" in sqls:
+        rules.append(("price <= 0", Reason.NONPOSITIVE_PRICE.value, "price"))
+    if "quantity" in sqls:
+        rules.append((f"abs(quantity) > {cfg.max_abs_quantity}", Reason.ABSURD_QUANTITY.value,
+                      "quantity"))
+    return rules
+
+
+def _case(rules: list[tuple[str, str, str | None]], first: str | None = None) -> tuple[str, str]:
+    whens = [(first, Reason.EXACT_DUPLICATE.value, None)] if first else []
+    whens += rules
+    if not whens:
+        return "NULL::VARCHAR", "NULL::VARCHAR"
+    reason = " ".join(f"WHEN {c} THEN {sql_literal(code)}" for c, code, _ in whens)
+    column = " ".join(f"WHEN {c} THEN {sql_literal(col)}" for c, _, col in whens)
+    return f"CASE {reason} END", f"CASE {column} END"
+
+
+def build_mapped_sql(plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig,
+                     now: datetime, table: str) -> tuple[str, dict[str, ColumnSql]]:
+    """SQL creating the mapped table: parsed columns, row-local reason, duplicate flag."""
+    sqls = _column_sqls(plan, pseudo)
+    inner: list[str] = ["_ord", "_line"]
+    for name, s in sqls.items():
+        inner.append(f"{s.expr} AS {quote_ident(name)}")
+        if s.raw is not None:
+            inner.append(f'{s.raw} AS "_raw_{name}"')
+        if s.encoding_check is not None:
+            inner.append(f'{s.encoding_check} AS "_enc_{name}"')
+        inner.extend(f"{flag} AS {quote_ident(alias)}" for alias, flag in s.pii_flags.items())
+    inner.extend(f"({r.condition}) AS \"_x{i}\"" for i, r in enumerate(plan.extra_rules))
+    part = ", ".join(quote_ident(c) for c in plan.stage.columns)
+    inner.append(f"row_number() OVER (PARTITION BY {part} ORDER BY _ord) > 1 AS _dup")
+    reason, column = _case(_row_rules(plan, sqls, cfg, now), first="_dup")
+    where = f" WHERE {plan.where}" if plan.where else ""
+    sql = (
+        f"CREATE TEMP TABLE {table} AS SELECT *, {reason} AS _r1, {column} AS _c1 FROM "
+        f"(SELECT {', '.join(inner)} FROM {plan.stage.from_sql()}{where})"
+    )
+    return sql, sqls
+
+
+def _set_rules_sql(plan: AssetPlan, cfg: CleaningConfig, present: set[str],
+                   items_source: str | None, mapped: str) -> tuple[list[str], list[str], str]:
+    """CTEs, joins and the CASE of the set-based rules, over `ok` (rows that passed)."""
+    ctes: list[str] = []
+    joins: list[str] = []
+    whens: list[str] = []
+    if items_source and "item_id" in present and plan.kind in ("events", "reviews"):
+        ctes.append(f"known AS (SELECT DISTINCT item_id AS _kid FROM {items_source})")
+        joins.append("LEFT JOIN known ON ok.item_id = known._kid")
+        whens.append(f"WHEN known._kid IS NULL THEN '{Reason.UNKNOWN_ITEM.value}'")
+    group = _PRICE_GROUP.get(plan.kind)
+    if group and group in present and "price" in present:
+        ctes.append(
+            f"pstats AS (SELECT {group} AS _pg, median(ln(price)) AS _pmed, "
+            f"mad(ln(price)) AS _pmad FROM ok WHERE price > 0 AND {group} IS NOT NULL "
+            f"GROUP BY 1 HAVING count(*) >= {cfg.price_outlier_min_observations})"
+        )
+        joins.append(f"LEFT JOIN pstats ON ok.{group} = pstats._pg")
+        threshold = (f"greatest({cfg.price_outlier_mad_k} * 1.4826 * pstats._pmad, "
+                     f"ln({cfg.price_outlier_factor}))")
+        whens.append(f"WHEN pstats._pg IS NOT NULL AND price > 0 AND "
+                     f"abs(ln(price) - pstats._pmed) > {threshold} "
+                     f"THEN '{Reason.PRICE_OUTLIER.value}'")
+    if plan.kind == "events" and {"user_id", "ts", "event_type"} <= present:
+        ctes.append(
+            f"bots AS (SELECT user_id AS _bu FROM (SELECT user_id, "
+            f"date_trunc('minute', ts) AS m, count(*) AS n FROM ok WHERE event_type IN "
+            f"({_lit_list(cfg.bot_event_types)}) GROUP BY ALL) GROUP BY 1 "
+            f"HAVING max(n) > {cfg.bot_max_events_per_minute})"
+        )
+        joins.append("LEFT JOIN bots ON ok.user_id = bots._bu")
+        whens.append(f"WHEN bots._bu IS NOT NULL THEN '{Reason.BOT_USER.value}'")
+    case = f"CASE {' '.join(whens)} END" if whens else "NULL::VARCHAR"
+    _ = mapped
+    return ctes, joins, case
+
+
+def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tuple[str, str]:
+    """CASE for near-duplicates (events) or latest-wins (keyed kinds), over passing rows."""
+    key = UPSERT_KEYS.get(plan.kind)
+    if key and set(key) <= present:
+        order = _TS_COLUMN.get(plan.kind)
+        order_sql = f"{order} DESC NULLS LAST, _ord DESC" if order in present else "_ord DESC"
+        keys = ", ".join(key)
+        reason = (f"CASE WHEN _r2 IS NULL AND row_number() OVER (PARTITION BY {keys}, "
+                  f"_r2 IS NULL ORDER BY {order_sql}) > 1 THEN '{Reason.SUPERSEDED.value}' END")
+        extra = ""
+        if plan.kind == "users" and "created_at" in present:
+            extra = "min(created_at) OVER (PARTITION BY user_id, _r2 IS NULL) AS _first_seen"
+        return reason, extra
+    window = cfg.near_duplicate_window_seconds
+    if plan.kind == "events" and window > 0 and {"user_id", "item_id", "ts"} <= present:
+        near = _lit_list(cfg.near_duplicate_event_types)
+        part = "user_id, item_id, event_type, _r2 IS NULL, event_type IN (" + near + ")"
+        gap = f"epoch(ts) - epoch(lag(ts) OVER (PARTITION BY {part} ORDER BY ts, _ord))"
+        reason = (f"CASE WHEN _r2 IS NULL AND event_type IN ({near}) AND {gap} <= {window} "
+                  f"THEN '{Reason.NEAR_DUPLICATE.value}' END")
+        return reason, ""
+    return "NULL::VARCHAR", ""
+
+
+def classify(
+    con: duckdb.DuckDBPyConnection,
+    plan: AssetPlan,
+    pseudo: Pseudonymizer,
+    now: datetime,
+    items_source: str | None,
+    table: str,
+) -> CleanedLoad:
+    """Clean `plan` into temp table `table` (see module docstring).
+
+    Args:
+        items_source: a SQL relation of known item ids, when the unknown-item rule applies.
+    """
+    cfg = CleaningConfig.model_validate(plan.cleaning)
+    mapped = f"{table}_m"
+    sql, sqls = build_mapped_sql(plan, pseudo, cfg, now, mapped)
+    con.execute(sql)
+    present = {n for n in sqls if not n.startswith("_")}
+    if not cfg.check_unknown_items:
+        items_source = None
+    ctes, joins, case2 = _set_rules_sql(plan, cfg, present, items_source, mapped)
+    dedup, extra = _dedup_case(plan, cfg, present)
+    with_sql = ", ".join([f"ok AS (SELECT * FROM {mapped} WHERE _r1 IS NULL)", *ctes])
+    stage2 = f"SELECT ok.*, {case2} AS _r2 FROM ok {' '.join(joins)}"
+    extra_sql = f", {extra}" if extra else ""
+    stage3 = f"SELECT *, {dedup} AS _r3{extra_sql} FROM ({stage2})"
+    canon = [c.name for c in columns(plan.kind)]
+    pii = tuple(n for s in sqls.values() for n in s.pii_flags)
+    keep = ["_ord", "_line", *pii]
+    select_ok = _final_select(plan.kind, canon, present, keep, "coalesce(_r2, _r3)",
+                              "CASE WHEN _r2 IS NOT NULL THEN (CASE WHEN _r2 = 'unknown_item' "
+                              "THEN 'item_id' WHEN _r2 = 'price_outlier' THEN 'price' ELSE "
+                              "'user_id' END) END", bool(extra))
+    select_bad = _final_select(plan.kind, canon, present, keep, "_r1", "_c1", False)
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS WITH {with_sql} "
+        f"{select_ok} FROM ({stage3}) UNION ALL {select_bad} FROM {mapped} WHERE _r1 IS NOT NULL"
+    )
+    con.execute(f"DROP TABLE {mapped}")
+    return CleanedLoad(table, pii)
+
+
+def _final_select(kind: str, canon: list[str], present: set[str], keep: list[str],
+                  reason: str, column: str, first_seen: bool) -> str:
+    cols = []
+    for c in columns(kind):  # type: ignore[arg-type]
+        if c.name == "created_at" and first_seen:
+            cols.append("_first_seen AS created_at")
+        elif c.name in present:
+            cols.append(f"CAST({quote_ident(c.name)} AS {duckdb_type(c)}) AS {quote_ident(c.name)}")
+        else:
+            cols.append(f"CAST(NULL AS {duckdb_type(c)}) AS {quote_ident(c.name)}")
+    _ = canon
+    return f"SELECT {', '.join(cols)}, {', '.join(keep)}, {reason} AS _reason, {column} AS _column"

@@ -1,0 +1,124 @@
+"""Per-column SQL: normalize the raw value, then parse it into its canonical type."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from shopkeeper.clean._pii import Pseudonymizer, mask_pii_sql, pii_flags_sql
+from shopkeeper.clean._text import (
+    has_replacement_char,
+    norm_event_type,
+    norm_id,
+    norm_text,
+    null_if_marker,
+)
+from shopkeeper.ingest import ColumnSource
+from shopkeeper.schema import CanonicalColumn, duckdb_type
+
+_ID_COLUMNS = {"user_id", "item_id", "session_id", "query_id"}
+_EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
+_OFFSET_RE = "(Z|[+-][0-9]{2}:?[0-9]{2})$"
+
+
+@dataclass
+class ColumnSql:
+    """The SQL of one canonical column inside the mapped table."""
+
+    expr: str
+    """Parsed, normalized value."""
+    raw: str | None = None
+    """Normalized source text, kept to tell missing from unparseable."""
+    pii_flags: dict[str, str] = field(default_factory=dict)
+    encoding_check: str | None = None
+
+
+def _number(raw: str) -> str:
+    text = f"regexp_replace({null_if_marker(f'CAST({raw} AS VARCHAR)')}, '^[£$€]|\\s', '', 'g')"
+    return f"TRY_CAST({text} AS DOUBLE)"
+
+
+def _timestamp(raw: str, src: ColumnSource) -> str:
+    s = null_if_marker(f"CAST({raw} AS VARCHAR)")
+    tz = (src.spec.timezone or "UTC").replace("'", "''")
+    if src.spec.unit:
+        v = f"TRY_CAST({s} AS DOUBLE) / {_EPOCH_DIVISOR[src.spec.unit]}"
+        return f"CASE WHEN abs({v}) < 1e11 THEN to_timestamp({v}) END"
+    if src.spec.format:
+        fmt = src.spec.format.replace("'", "''")
+        parsed = f"try_strptime({s}, '{fmt}')"
+        if "%z" in src.spec.format or "%Z" in src.spec.format:
+            return f"CAST({parsed} AS TIMESTAMPTZ)"
+        return f"timezone('{tz}', {parsed})"
+    return (
+        f"CASE WHEN regexp_matches({s}, '{_OFFSET_RE}') THEN TRY_CAST({s} AS TIMESTAMPTZ) "
+        f"ELSE timezone('{tz}', TRY_CAST({s} AS TIMESTAMP)) END"
+    )
+
+
+def _category(raw: str, sep: str | None) -> str:
+    splitter = re.escape(sep) if sep else ">"
+    return f"regexp_replace({norm_text(raw)}, '\\s*{splitter}\\s*', ' > ', 'g')"
+
+
+def _tags(raw: str, sep: str | None) -> str:
+    splitter = re.escape(sep) if sep else "[|,;]"
+    joined = f"regexp_replace({norm_text(raw)}, '\\s*{splitter}\\s*', '|', 'g')"
+    trimmed = f"regexp_replace(regexp_replace({joined}, '\\|+', '|', 'g'), '^\\||\\|$', '', 'g')"
+    return f"CASE WHEN {trimmed} <> '' THEN string_split({trimmed}, '|') END"
+
+
+def column_sql(
+    col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer
+) -> ColumnSql:
+    """Build the normalize-and-parse SQL of canonical column `col` from `src`."""
+    raw = src.raw_sql
+    cast = src.spec.cast
+    if col.name == "user_id":
+        return ColumnSql(pseudo.sql(norm_id(raw)))
+    if col.name in _ID_COLUMNS or cast == "id":
+        return ColumnSql(norm_id(raw))
+    if col.name == "event_type":
+        return ColumnSql(norm_event_type(raw, src.spec.values))
+    if col.name == "currency":
+        return ColumnSql(f"upper({null_if_marker(f'CAST({raw} AS VARCHAR)')})")
+    if col.name == "category_path" or cast == "category":
+        return ColumnSql(_category(raw, src.spec.separator),
+                         encoding_check=has_replacement_char(f"CAST({raw} AS VARCHAR)"))
+    if col.name == "tags" or cast == "tags":
+        return ColumnSql(_tags(raw, src.spec.separator))
+    typ = duckdb_type(col)
+    text_raw = null_if_marker(f"CAST({raw} AS VARCHAR)")
+    if typ == "TIMESTAMPTZ":
+        return ColumnSql(_timestamp(raw, src), raw=text_raw)
+    if typ == "DOUBLE":
+        v = _number(raw)
+        return ColumnSql(f"CASE WHEN isfinite({v}) THEN {v} END", raw=text_raw)
+    if typ == "BIGINT":
+        v = _number(raw)
+        return ColumnSql(
+            f"CASE WHEN isfinite({v}) AND {v} = round({v}) AND abs({v}) < 9e18 "
+            f"THEN CAST({v} AS BIGINT) END",
+            raw=text_raw,
+        )
+    if col.name == "attributes":
+        return ColumnSql(f"CAST({raw} AS VARCHAR)")
+    text = norm_text(raw)
+    check = has_replacement_char(f"CAST({raw} AS VARCHAR)")
+    if col.pii == "masked_free_text":
+        return ColumnSql(mask_pii_sql(text), pii_flags=pii_flags_sql(text, f"_pii_{col.name}"),
+                         encoding_check=check)
+    return ColumnSql(text, encoding_check=check)
+
+
+def pack_attributes_sql(columns: list[tuple[str, str]], mask: bool) -> str:
+    """A JSON object of leftover source columns: (key, SQL expression) pairs."""
+    if not columns:
+        return "NULL"
+    parts = []
+    for key, expr in columns:
+        value = norm_text(expr)
+        if mask:
+            value = mask_pii_sql(value)
+        parts.append(f"'{key.replace(chr(39), chr(39) * 2)}', {value}")
+    return f"CAST(json_object({', '.join(parts)}) AS VARCHAR)"

@@ -1,0 +1,69 @@
+"""SQL for text standardization: NFKC, HTML, whitespace and literal null markers.
+
+The SQL is plain (lower, trim, regexp_replace, CASE) so SQLGlot transpiles it to
+Spark; NFKC is a vectorized Arrow UDF named `nfkc` that each engine registers.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NULL_MARKERS = ("", "nan", "null", "none", "n/a", "\\n", "nat")
+"""Values that mean missing, compared after trim and lower-casing."""
+
+_ENTITIES = (("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'),
+             ("&#39;", "'"), ("&apos;", "'"), ("&amp;", "&"))
+
+
+def _nfkc(values: pa.Array) -> pa.Array:
+    return pc.utf8_normalize(values, form="NFKC")
+
+
+def register_text_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the `nfkc` UDF on a connection (Arrow in, Arrow out, no per-row Python)."""
+    con.create_function("nfkc", _nfkc, ["VARCHAR"], "VARCHAR", type="arrow",
+                        null_handling="special", side_effects=False)
+
+
+def null_if_marker(expr: str) -> str:
+    """NULL when the trimmed, lower-cased value is a null marker.
+
+    >>> null_if_marker("x")
+    "CASE WHEN lower(trim(x)) IN ('', 'nan', 'null', 'none', 'n/a', '\\\\n', 'nat') THEN NULL ELSE trim(x) END"
+    """
+    markers = ", ".join("'" + m.replace("'", "''") + "'" for m in NULL_MARKERS)
+    return f"CASE WHEN lower(trim({expr})) IN ({markers}) THEN NULL ELSE trim({expr}) END"
+
+
+def norm_id(expr: str) -> str:
+    """An identifier: trimmed, null markers removed, `17850.0` read as `17850`."""
+    return f"regexp_replace({null_if_marker(f'CAST({expr} AS VARCHAR)')}, '^(-?[0-9]+)\\.0+$', '\\1')"
+
+
+def norm_text(expr: str) -> str:
+    """Free text: NFKC, HTML tags stripped, entities decoded, whitespace collapsed."""
+    s = f"nfkc(CAST({expr} AS VARCHAR))"
+    s = f"regexp_replace({s}, '<[^>]*>', ' ', 'g')"
+    for entity, char in _ENTITIES:
+        s = f"replace({s}, '{entity}', '{char.replace(chr(39), chr(39) * 2)}')"
+    s = f"regexp_replace({s}, '\\s+', ' ', 'g')"
+    return null_if_marker(s)
+
+
+def norm_event_type(expr: str, values: dict[str, str] | None) -> str:
+    """Lower case, spaces and dashes as `_`, then the mapping's value map."""
+    base = f"regexp_replace(lower({null_if_marker(f'CAST({expr} AS VARCHAR)')}), '[ -]+', '_', 'g')"
+    if not values:
+        return base
+    whens = " ".join(
+        f"WHEN '{k.replace(chr(39), chr(39) * 2)}' THEN '{v.replace(chr(39), chr(39) * 2)}'"
+        for k, v in values.items()
+    )
+    return f"CASE lower(trim(CAST({expr} AS VARCHAR))) {whens} ELSE {base} END"
+
+
+def has_replacement_char(expr: str) -> str:
+    """True when text holds U+FFFD, the mark of a broken encoding."""
+    return f"contains({expr}, '\ufffd')"

@@ -1,0 +1,87 @@
+"""`shopkeeper demo`: the end-to-end job on the bundled Online Retail sample."""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.panel import Panel
+from rich.table import Table
+
+from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._ingest import render_results
+from shopkeeper.warehouse import IngestRequest, Warehouse, ingest, lineage_graph
+
+SAMPLES = ("online-retail-2010-12.csv.gz", "online-retail-2011-01.csv.gz")
+
+
+def sample_path(name: str) -> Path:
+    """Path of a bundled sample file."""
+    with as_file(files("shopkeeper.samples") / name) as p:
+        return Path(p)
+
+
+def _highlights(wh: Warehouse) -> dict[str, Any]:
+    _, top = wh.query(
+        "SELECT i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
+        "FROM events e JOIN items i USING (item_id) WHERE e.event_type = 'purchase' "
+        "GROUP BY 1 ORDER BY purchases DESC LIMIT 5")
+    _, returns = wh.query(
+        "SELECT count(*) FILTER (WHERE event_type = 'return') AS returns, "
+        "count(DISTINCT user_id) AS customers, min(ts) AS first, max(ts) AS last FROM events")
+    return {"top_items": [{"title": t, "purchases": n, "revenue_gbp": r} for t, n, r in top],
+            "events": dict(zip(("returns", "customers", "first", "last"), returns[0],
+                               strict=True))}
+
+
+@cli.command("demo")
+@json_option
+@click.pass_obj
+def demo_cmd(state: State) -> None:
+    """Ingest the bundled Online Retail sample (two months) and summarize the warehouse."""
+    c = console()
+    results: list[dict[str, Any]] = []
+    for name in SAMPLES:
+        if not state.json:
+            c.rule(f"ingest {name} --adapter online-retail")
+        out = ingest(state.workspace, IngestRequest(sample_path(name), "online-retail"),
+                     state.settings)
+        results.extend(out)
+        if not state.json:
+            render_results(out)
+    with Warehouse(state.workspace, read_only=True) as wh:
+        latest = wh.latest_versions()
+        highlights = _highlights(wh)
+        lineage = lineage_graph(wh, "events")
+        quality = {v.asset: {"status": v.quality["status"], "rows": v.row_count,
+                             "source_nulls": v.quality.get("source_nulls", {})}
+                   for v in latest}
+    summary = {"workspace": str(state.workspace.home), "ingests": results,
+               "assets": [v.summary() for v in latest], "quality": quality,
+               "highlights": highlights,
+               "lineage_of_events": sorted(lineage["nodes"])}
+    if state.json:
+        emit_json(summary)
+        return
+    t = Table(title="Warehouse after the demo")
+    for col in ("asset", "version", "rows", "quality"):
+        t.add_column(col)
+    for v in latest:
+        t.add_row(v.asset, f"v{v.version}", f"{v.row_count:,}", v.quality["status"])
+    c.print(t)
+    top = Table(title="Top items by purchases (SQL over the clean assets)")
+    for col in ("title", "purchases", "revenue GBP"):
+        top.add_column(col)
+    for r in highlights["top_items"]:
+        top.add_row(r["title"], str(r["purchases"]), f"{r['revenue_gbp']:,.2f}")
+    c.print(top)
+    ev = highlights["events"]
+    c.print(Panel.fit(
+        f"{ev['customers']:,} pseudonymized customers, {ev['returns']:,} returns, "
+        f"events from {str(ev['first'])[:16]} to {str(ev['last'])[:16]} UTC.\n"
+        f"Lineage of events: {' <- '.join(sorted(lineage['nodes'], reverse=True))}\n"
+        f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
+        "lineage events | quarantine events | sql \"SELECT count(*) FROM events\"",
+        title="Highlights"))

@@ -1,0 +1,21 @@
+"""Process-wide settings read from the environment (`SHOPKEEPER_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ShopkeeperSettings(BaseSettings):
+    """Settings shared by the CLI and the library."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_", extra="forbid")
+
+    home: Path = Path(".shopkeeper")
+    """The workspace folder: catalog, versioned Parquet assets, keys."""
+    memory_limit: str = "1GB"
+    """DuckDB memory limit; larger work spills to the workspace's tmp folder."""
+    threads: PositiveInt | None = None
+    """DuckDB worker threads (default: all cores)."""

@@ -1,0 +1,187 @@
+"""Find out what a source file is (format, compression, encoding) and make it readable.
+
+DuckDB reads the data itself. Python only touches bytes where DuckDB cannot:
+a zip member is extracted, and an encoding DuckDB does not read natively is
+transcoded to UTF-8, both streamed in 1 MiB chunks into the workspace's tmp folder.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import hashlib
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from shopkeeper.errors import IngestError
+
+FileFormat = Literal["csv", "json", "jsonl", "parquet"]
+Compression = Literal["none", "gzip", "zip"]
+
+_CHUNK = 1 << 20
+_NATIVE_ENCODINGS = {"utf-8": "utf-8", "latin-1": "latin-1", "utf-16": "utf-16"}
+_SUFFIX_FORMAT: dict[str, FileFormat] = {
+    ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".psv": "csv", ".data": "csv", ".dat": "csv",
+    ".base": "csv", ".test": "csv", ".item": "csv", ".user": "csv",
+    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".parquet": "parquet", ".pq": "parquet",
+}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A source file as found on disk."""
+
+    path: Path
+    """The file as the user named it."""
+    format: FileFormat
+    compression: Compression
+    encoding: str
+    """Python codec name of the text, after auto-detection (`utf-8` for binary formats)."""
+    sha256: str
+    size: int
+    member: str | None = None
+    """The member read from a zip archive."""
+
+    @property
+    def display(self) -> str:
+        """The name used in messages and in the quarantine."""
+        return f"{self.path}!{self.member}" if self.member else str(self.path)
+
+
+def sha256_file(path: Path) -> str:
+    """Stream a file through SHA-256."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_payload(path: Path, compression: Compression, member: str | None) -> IO[bytes]:
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "zip":
+        zf = zipfile.ZipFile(path)
+        return zf.open(member or "")
+    return path.open("rb")
+
+
+def _zip_member(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/") and "__MACOSX" not in n]
+    except zipfile.BadZipFile as exc:
+        raise IngestError("not a readable zip archive", path=str(path)) from exc
+    if len(names) != 1:
+        raise IngestError(f"zip archive must hold exactly one file, found {len(names)}",
+                          path=str(path))
+    return names[0]
+
+
+def _format_of(name: str, head: bytes) -> FileFormat:
+    suffix = Path(name).suffix.lower()
+    if suffix in _SUFFIX_FORMAT:
+        return _SUFFIX_FORMAT[suffix]
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    stripped = head.lstrip()
+    if stripped.startswith(b"["):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def detect_encoding(sample: bytes) -> str:
+    """Guess a text encoding from the first bytes: UTF-8 if valid, else cp1252 or latin-1.
+
+    >>> detect_encoding("café".encode("utf-8"))
+    'utf-8'
+    >>> detect_encoding("café".encode("latin-1"))
+    'latin-1'
+    >>> detect_encoding(b"\\x93quoted\\x94")
+    'cp1252'
+    """
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(sample, final=False)  # a cut multi-byte tail is fine
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if any(0x80 <= b <= 0x9F for b in sample):
+        try:
+            sample.decode("cp1252")
+            return "cp1252"
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "latin-1"
+
+
+def inspect_source(path: str | Path, encoding: str | None = None) -> SourceFile:
+    """Look at a file and describe it; nothing is read beyond the first MiB and the hash.
+
+    Raises:
+        IngestError: the file does not exist, is not a file, or cannot be opened.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise IngestError("no such file", path=str(p))
+    if not p.is_file():
+        raise IngestError("not a regular file", path=str(p))
+    name = p.name
+    lower = name.lower()
+    compression: Compression = "none"
+    member = None
+    if lower.endswith(".gz"):
+        compression, name = "gzip", name[:-3]
+    elif lower.endswith(".zip"):
+        compression = "zip"
+        member = _zip_member(p)
+        name = member
+    try:
+        with _open_payload(p, compression, member) as f:
+            head = f.read(_CHUNK)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise IngestError(f"cannot read: {exc}", path=str(p)) from exc
+    if not head:
+        raise IngestError("the file is empty", path=str(p))
+    fmt = _format_of(name, head)
+    if encoding is not None:
+        try:
+            enc = codecs.lookup(encoding).name
+        except LookupError as exc:
+            raise IngestError(f"unknown encoding {encoding!r}", path=str(p)) from exc
+    else:
+        enc = "utf-8" if fmt == "parquet" else detect_encoding(head)
+    enc = {"iso8859-1": "latin-1", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}.get(enc, enc)
+    return SourceFile(p, fmt, compression, enc, sha256_file(p), p.stat().st_size, member)
+
+
+def readable_path(src: SourceFile, tmp_dir: Path) -> tuple[Path, str]:
+    """Return a path DuckDB can read and the encoding to pass it.
+
+    Zip members and non-native encodings are streamed to a UTF-8 file in `tmp_dir`.
+    """
+    native = _NATIVE_ENCODINGS.get(src.encoding)
+    if src.format == "parquet" and src.compression == "none":
+        return src.path, "utf-8"
+    if src.compression != "zip" and native is not None:
+        return src.path, native
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    out = tmp_dir / f"{src.sha256[:16]}-{Path(src.member or src.path.name).name}"
+    if out.suffix.lower() in {".gz", ".zip"}:
+        out = out.with_suffix("")
+    with _open_payload(src.path, src.compression, src.member) as raw, out.open("wb") as dst:
+        if native is not None or src.format == "parquet":
+            shutil.copyfileobj(raw, dst, _CHUNK)
+            return out, native or "utf-8"
+        reader = codecs.getreader(src.encoding)(raw, errors="replace")
+        while chunk := reader.read(_CHUNK):
+            dst.write(chunk.encode("utf-8"))
+    return out, "utf-8"

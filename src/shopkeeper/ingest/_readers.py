@@ -1,0 +1,242 @@
+"""Stage a source file into a DuckDB table of raw values, plus its malformed lines.
+
+Every staged row keeps its position: `rowid` of the stage table is the record's
+ordinal among the accepted records, and `line_sql` turns it into the record's line
+number in the file (header counted, malformed lines skipped over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from shopkeeper.errors import IngestError
+from shopkeeper.ingest._files import SourceFile, readable_path
+from shopkeeper.ingest._mapping import ReadOptions, quote_ident, sql_literal
+
+MALFORMED_SHARE_LIMIT = 0.5
+"""Refuse a file when more than this share of its lines is malformed (wrong delimiter?)."""
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """A source file staged into `table`; malformed lines in `rejects`."""
+
+    table: str
+    rejects: str
+    """Table of malformed lines: line, column_name, reason, raw."""
+    source: SourceFile
+    columns: list[str]
+    header_lines: int
+    rows: int
+    rejected: int
+    delimiter: str | None = None
+    line_adjust: str | None = None
+    """Table of (a, i) for the ASOF join that maps ordinals to line numbers, if any rejects."""
+
+    def from_sql(self, alias: str = "s") -> str:
+        """FROM clause that exposes `_line` (record's line number in the file)."""
+        base = f"(SELECT *, rowid + 1 AS _ord FROM {self.table})"
+        if self.line_adjust is None:
+            return f"(SELECT *, _ord + {self.header_lines} AS _line FROM {base}) {alias}"
+        return (
+            f"(SELECT b.*, b._ord + {self.header_lines} + coalesce(j.i, 0) AS _line "
+            f"FROM {base} b ASOF LEFT JOIN {self.line_adjust} j ON b._ord > j.a) {alias}"
+        )
+
+
+def _csv_options(opts: ReadOptions, encoding: str, name: str, rejects: str) -> str:
+    parts = [
+        "all_varchar = true",
+        "store_rejects = true",
+        f"rejects_table = {sql_literal(rejects + '_raw')}",
+        f"rejects_scan = {sql_literal(rejects + '_scan')}",
+        f"encoding = {sql_literal(encoding)}",
+        "max_line_size = 4194304",
+    ]
+    if opts.delimiter is not None:
+        parts.append(f"delim = {sql_literal(opts.delimiter)}")
+    elif name.lower().removesuffix(".gz").endswith(".tsv"):
+        parts.append("delim = '\\t'")
+    if opts.quote is not None:
+        parts.append(f"quote = {sql_literal(opts.quote)}")
+    header = opts.header
+    if opts.column_names:
+        names = ", ".join(sql_literal(c) for c in opts.column_names)
+        parts.append(f"names = [{names}]")
+        header = False if header is None else header
+    if header is not None:
+        parts.append(f"header = {'true' if header else 'false'}")
+    return ", ".join(parts)
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, src: SourceFile, opts: ReadOptions, table: str, tmp: Path
+) -> StagedTable:
+    path, encoding = readable_path(src, tmp)
+    rejects = f"{table}_rej"
+    options = _csv_options(opts, encoding, src.path.name, rejects)
+    try:
+        con.execute(
+            f"CREATE TEMP TABLE {table} AS SELECT * FROM read_csv({sql_literal(str(path))}, "
+            f"{options})"
+        )
+        sniff = con.execute(f"SELECT delimiter, has_header FROM {rejects}_scan LIMIT 1").fetchone()
+    except duckdb.Error as exc:
+        raise IngestError(f"cannot read as CSV: {_first_line(exc)}", path=src.display) from exc
+    delim, has_header = (sniff[0], bool(sniff[1])) if sniff else (opts.delimiter, bool(opts.header))
+    con.execute(
+        f"""CREATE TEMP TABLE {rejects} AS
+        SELECT line, arg_min(column_name, column_idx) AS column_name,
+               CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'invalid_encoding'
+                    ELSE 'malformed_row' END AS reason,
+               arg_min(error_message, column_idx) AS detail,
+               any_value(csv_line) AS raw
+        FROM {rejects}_raw GROUP BY line"""
+    )
+    return _finish(con, src, table, rejects, 1 if has_header else 0, delim)
+
+
+def _stage_jsonl(
+    con: duckdb.DuckDBPyConnection, src: SourceFile, table: str, tmp: Path
+) -> StagedTable:
+    path, encoding = readable_path(src, tmp)
+    rejects = f"{table}_rej"
+    lines = f"{table}_lines"
+    try:
+        con.execute(
+            f"CREATE TEMP TABLE {lines} AS SELECT column0 AS l FROM read_csv("
+            f"{sql_literal(str(path))}, columns = {{'column0': 'VARCHAR'}}, delim = '\\x01', "
+            f"quote = '', escape = '', header = false, encoding = {sql_literal(encoding)}, "
+            f"store_rejects = true, rejects_table = {sql_literal(rejects + '_raw')}, "
+            f"rejects_scan = {sql_literal(rejects + '_scan')}, max_line_size = 16777216)"
+        )
+        keys = [
+            r[0]
+            for r in con.execute(
+                f"SELECT k FROM (SELECT unnest(json_keys(l)) AS k, rowid AS r FROM {lines} "
+                f"WHERE json_valid(l) AND l LIKE '{{%') GROUP BY k ORDER BY min(r)"
+            ).fetchall()
+        ]
+    except duckdb.Error as exc:
+        raise IngestError(f"cannot read as JSON lines: {_first_line(exc)}",
+                          path=src.display) from exc
+    extract = ", ".join(
+        f"json_extract_string(l, {sql_literal('$.' + _json_path(k))}) AS {quote_ident(k)}"
+        for k in keys
+    )
+    ok = "json_valid(l) AND trim(l) LIKE '{%'"
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT {extract or 'NULL AS _empty'} FROM "
+        f"(SELECT l, rowid AS r FROM {lines}) WHERE {ok} AND trim(l) <> '' ORDER BY r"
+    )
+    con.execute(
+        f"""CREATE TEMP TABLE {rejects} AS
+        SELECT r + 1 AS line, NULL::VARCHAR AS column_name, 'malformed_row' AS reason,
+               'not a JSON object' AS detail, l AS raw
+        FROM (SELECT l, rowid AS r FROM {lines}) WHERE NOT ({ok}) AND trim(l) <> ''
+        UNION ALL
+        SELECT line, column_name, 'invalid_encoding', error_message, csv_line
+        FROM {rejects}_raw"""
+    )
+    blank = con.execute(f"SELECT count(*) FROM {lines} WHERE trim(l) = ''").fetchone()
+    if blank and blank[0]:
+        # Blank lines are layout, not records; line numbers of later rows must skip them.
+        con.execute(
+            f"INSERT INTO {rejects} SELECT r + 1, NULL, 'blank_line', NULL, NULL FROM "
+            f"(SELECT l, rowid AS r FROM {lines}) WHERE trim(l) = ''"
+        )
+    con.execute(f"DROP TABLE {lines}")
+    staged = _finish(con, src, table, rejects, 0, None)
+    if blank and blank[0]:
+        con.execute(f"DELETE FROM {rejects} WHERE reason = 'blank_line'")
+        rejected = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
+        staged = StagedTable(staged.table, staged.rejects, staged.source, staged.columns,
+                             staged.header_lines, staged.rows, int(rejected[0]) if rejected else 0,
+                             None, staged.line_adjust)
+    if not keys:
+        raise IngestError("no JSON objects found", path=src.display)
+    return staged
+
+
+def _json_path(key: str) -> str:
+    return '"' + key.replace('"', '\\"') + '"'
+
+
+def _stage_structured(
+    con: duckdb.DuckDBPyConnection, src: SourceFile, table: str, tmp: Path
+) -> StagedTable:
+    path, _ = readable_path(src, tmp)
+    reader = "read_parquet" if src.format == "parquet" else "read_json"
+    extra = ", file_row_number = true" if src.format == "parquet" else ", format = 'array'"
+    try:
+        con.execute(
+            f"CREATE TEMP TABLE {table} AS SELECT * FROM {reader}({sql_literal(str(path))}{extra})"
+        )
+        if src.format == "parquet":
+            con.execute(f"ALTER TABLE {table} DROP COLUMN file_row_number")
+    except duckdb.Error as exc:
+        raise IngestError(f"cannot read as {src.format}: {_first_line(exc)}",
+                          path=src.display) from exc
+    rejects = f"{table}_rej"
+    con.execute(
+        f"CREATE TEMP TABLE {rejects} (line BIGINT, column_name VARCHAR, reason VARCHAR, "
+        "detail VARCHAR, raw VARCHAR)"
+    )
+    return _finish(con, src, table, rejects, 0, None)
+
+
+def _finish(
+    con: duckdb.DuckDBPyConnection,
+    src: SourceFile,
+    table: str,
+    rejects: str,
+    header_lines: int,
+    delimiter: str | None,
+) -> StagedTable:
+    cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    rows_row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    rej_row = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
+    rows, rejected = int(rows_row[0]) if rows_row else 0, int(rej_row[0]) if rej_row else 0
+    if rows + rejected == 0:
+        raise IngestError("no records in the file", path=src.display)
+    if rejected > MALFORMED_SHARE_LIMIT * (rows + rejected) and rejected > 10:
+        sample = con.execute(
+            f"SELECT line, column_name, detail FROM {rejects} ORDER BY line LIMIT 1"
+        ).fetchone()
+        line, column, detail = sample if sample else (None, None, "")
+        raise IngestError(
+            f"{rejected} of {rows + rejected} records are malformed (wrong delimiter or "
+            f"format?); first: {detail}",
+            path=src.display, line=line, column=column,
+        )
+    adjust = None
+    if rejected:
+        adjust = f"{table}_adj"
+        con.execute(
+            f"CREATE TEMP TABLE {adjust} AS SELECT line - {header_lines} - "
+            f"row_number() OVER (ORDER BY line) AS a, row_number() OVER (ORDER BY line) AS i "
+            f"FROM {rejects}"
+        )
+    return StagedTable(table, rejects, src, cols, header_lines, rows, rejected, delimiter, adjust)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def stage_source(
+    con: duckdb.DuckDBPyConnection, src: SourceFile, opts: ReadOptions, table: str, tmp: Path
+) -> StagedTable:
+    """Read `src` into temp table `table` with every value as DuckDB read it.
+
+    Raises:
+        IngestError: the file cannot be read at all, or most of it is malformed.
+    """
+    if src.format == "csv":
+        return _stage_csv(con, src, opts, table, tmp)
+    if src.format == "jsonl":
+        return _stage_jsonl(con, src, table, tmp)
+    return _stage_structured(con, src, table, tmp)

@@ -1,0 +1,181 @@
+"""Write one cleaned load as Parquet files of a new asset version (not yet committed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shopkeeper.clean import CleanedLoad, Pseudonymizer, mask_pii_sql, norm_id
+from shopkeeper.clean._reasons import is_duplicate_code
+from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
+from shopkeeper.ingest._plan import UPSERT_KEYS
+from shopkeeper.schema import columns
+
+_PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+_FREE_TEXT = {"query", "text", "description"}
+
+
+@dataclass
+class WrittenVersion:
+    """Files and counts of a version written to the tmp folder."""
+
+    asset: str
+    kind: str
+    version: int
+    data_files: list[Path] = field(default_factory=list)
+    """New files written by this load (in tmp until committed)."""
+    inherited_files: list[str] = field(default_factory=list)
+    """Relative paths of earlier files this version still holds (append)."""
+    quarantine_file: Path | None = None
+    quarantine_rows: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    pii: dict[str, int] = field(default_factory=dict)
+    row_count: int = 0
+    file_rows: dict[str, int] = field(default_factory=dict)
+
+
+def _copy(con: duckdb.DuckDBPyConnection, select: str, path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY ({select}) TO {sql_literal(str(path))} {_PARQUET}")
+    row = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(str(path))})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _canon_cols(kind: str) -> str:
+    return ", ".join(quote_ident(c.name) for c in columns(kind))  # type: ignore[arg-type]
+
+
+def _reason_counts(con: duckdb.DuckDBPyConnection, plan: AssetPlan,
+                   load: CleanedLoad) -> dict[str, int]:
+    rows = con.execute(
+        f"SELECT _reason, count(*) FROM {load.classified} WHERE _reason IS NOT NULL "
+        f"GROUP BY 1 UNION ALL SELECT reason, count(*) FROM {plan.stage.rejects} GROUP BY 1"
+    ).fetchall()
+    out: dict[str, int] = {}
+    for code, n in rows:
+        out[code] = out.get(code, 0) + int(n)
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _raw_json(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
+    users = set(plan.user_source_columns)
+    texts = {c for name, s in plan.sources.items() if name in _FREE_TEXT
+             for c in s.source_columns}
+    parts = []
+    for c in plan.stage.columns:
+        v = f"CAST(s.{quote_ident(c)} AS VARCHAR)"
+        if c in users:
+            v = pseudo.sql(norm_id(f"s.{quote_ident(c)}"))
+        elif c in texts:
+            v = mask_pii_sql(v)
+        parts.append(f"{sql_literal(c)}, {v}")
+    return f"CAST(json_object({', '.join(parts)}) AS VARCHAR)"
+
+
+def _raw_line(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
+    """A malformed line as stored: the user field (by position) pseudonymized, PII masked."""
+    delim = plan.stage.delimiter
+    users = plan.user_source_columns
+    line = "r.raw"
+    if delim and users and users[0] in plan.stage.columns:
+        idx = plan.stage.columns.index(users[0]) + 1
+        line = (f"array_to_string(list_transform(string_split(r.raw, {sql_literal(delim)}), "
+                f"lambda x, i: CASE WHEN i = {idx} THEN {pseudo.sql(norm_id('x'))} ELSE x END), "
+                f"{sql_literal(delim)})")
+    elif users:
+        line = "NULL"  # cannot locate the user id in it: keep nothing rather than a raw id
+    return mask_pii_sql(line)
+
+
+def write_quarantine(con: duckdb.DuckDBPyConnection, plan: AssetPlan, load: CleanedLoad,
+                     pseudo: Pseudonymizer, version: int, path: Path) -> int:
+    """Write every quarantined row of the load, with reason, source file and line."""
+    dup_codes = ", ".join(sql_literal(c) for c in ("exact_duplicate", "near_duplicate",
+                                                   "superseded"))
+    src = sql_literal(plan.stage.source.display)
+    select = (
+        f"SELECT {sql_literal(plan.asset)} AS asset, {version} AS version, c._reason AS reason, "
+        f"c._column AS column_name, NULL::VARCHAR AS detail, {src} AS source_file, "
+        f"CAST(c._line AS BIGINT) AS source_line, {_raw_json(plan, pseudo)} AS raw "
+        f"FROM {load.classified} c JOIN (SELECT *, rowid + 1 AS _o FROM {plan.stage.table}) s "
+        f"ON s._o = c._ord WHERE c._reason IS NOT NULL AND c._reason NOT IN ({dup_codes}) "
+        f"UNION ALL SELECT {sql_literal(plan.asset)}, {version}, r.reason, r.column_name, "
+        f"r.detail, {src}, CAST(r.line AS BIGINT), {_raw_line(plan, pseudo)} FROM {plan.stage.rejects} r "
+        f"ORDER BY source_line"
+    )
+    return _copy(con, select, path)
+
+
+def write_version(
+    con: duckdb.DuckDBPyConnection,
+    plan: AssetPlan,
+    load: CleanedLoad,
+    pseudo: Pseudonymizer,
+    version: int,
+    previous_files: list[str],
+    workspace_home: Path,
+    out_dir: Path,
+) -> WrittenVersion:
+    """Write data and quarantine files of `plan`'s new version under `out_dir`."""
+    wv = WrittenVersion(plan.asset, plan.kind, version)
+    wv.reasons = _reason_counts(con, plan, load)
+    dups = sum(n for code, n in wv.reasons.items() if is_duplicate_code(code))
+    quarantined = sum(wv.reasons.values()) - dups
+    total = plan.stage.rows + plan.stage.rejected
+    clean_sql = (f"SELECT {_canon_cols(plan.kind)} FROM {load.classified} "
+                 "WHERE _reason IS NULL")
+    if load.pii_columns:
+        sums = ", ".join(f"coalesce(sum(CAST({quote_ident(p)} AS INTEGER)), 0)"
+                         for p in load.pii_columns)
+        row = con.execute(f"SELECT {sums} FROM {load.classified}").fetchone() or ()
+        for name, n in zip(load.pii_columns, row, strict=True):
+            kind = name.rsplit("_", 1)[-1]
+            wv.pii[kind] = wv.pii.get(kind, 0) + int(n)
+    data = out_dir / "data" / f"part-{version:06d}.parquet"
+    prev_abs = [str(workspace_home / p) for p in previous_files]
+    if plan.mode == "upsert" and prev_abs:
+        key = UPSERT_KEYS[plan.kind]
+        keys = ", ".join(key)
+        prev = f"read_parquet([{', '.join(sql_literal(p) for p in prev_abs)}])"
+        new_rows = f"({clean_sql})"
+        created = ""
+        if plan.kind == "users":
+            created = (", n.* REPLACE (least(n.created_at, p.created_at) AS created_at, "
+                       "coalesce(n.attributes, p.attributes) AS attributes)")
+        merged = (
+            f"SELECT {'n.*' if not created else created[2:]} FROM {new_rows} n "
+            f"LEFT JOIN {prev} p USING ({keys}) "
+            f"UNION ALL SELECT p.* FROM {prev} p ANTI JOIN {new_rows} n USING ({keys})"
+        )
+        wv.file_rows[str(data)] = _copy(con, merged, data)
+        wv.data_files = [data]
+    else:
+        n_clean = con.execute(
+            f"SELECT count(*) FROM {load.classified} WHERE _reason IS NULL").fetchone()
+        if n_clean and n_clean[0]:
+            wv.file_rows[str(data)] = _copy(con, clean_sql, data)
+            wv.data_files = [data]
+        if plan.mode == "append":
+            wv.inherited_files = list(previous_files)
+    clean = total - quarantined - dups
+    wv.counts = {"input_rows": total, "clean_rows": clean, "quarantined_rows": quarantined,
+                 "duplicate_rows": dups}
+    if quarantined:
+        qpath = out_dir / "quarantine" / f"quarantine-{version:06d}.parquet"
+        wv.quarantine_rows = write_quarantine(con, plan, load, pseudo, version, qpath)
+        wv.quarantine_file = qpath
+    return wv
+
+
+def counts_add_up(counts: dict[str, Any]) -> bool:
+    """The accounting invariant: every input row is clean, quarantined or a duplicate.
+
+    >>> counts_add_up({"input_rows": 5, "clean_rows": 3, "quarantined_rows": 1, "duplicate_rows": 1})
+    True
+    """
+    return bool(counts["input_rows"] == counts["clean_rows"] + counts["quarantined_rows"]
+                + counts["duplicate_rows"])
