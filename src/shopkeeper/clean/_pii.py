@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ def pii_flags_sql(expr: str, prefix: str) -> dict[str, str]:
             for kind, pattern, _ in PII_PATTERNS}
 
 
+def normalize_id(raw_id: str) -> str:
+    """The id as cleaning stores it before hashing: trimmed, `17850.0` read as `17850`.
+
+    >>> normalize_id(" 17850.0 ")
+    '17850'
+    """
+    text = raw_id.strip()
+    return re.sub(r"^(-?[0-9]+)\.0+$", r"\1", text)
+
+
 def _pads(key: bytes) -> tuple[str, str]:
     k = key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\0")
     return bytes(b ^ 0x36 for b in k).hex(), bytes(b ^ 0x5C for b in k).hex()
@@ -78,7 +89,7 @@ class Pseudonymizer:
         >>> Pseudonymizer((b"k",)).pseudonymize("17850") == Pseudonymizer((b"k",)).pseudonymize("17850")
         True
         """
-        out = raw_id
+        out = normalize_id(raw_id)
         for key in self.keys:
             out = hmac.new(key, out.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
         return out
