@@ -9,7 +9,7 @@ Two passes in DuckDB:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import duckdb
@@ -17,6 +17,7 @@ import duckdb
 from shopkeeper.clean._columns import ColumnSql, column_sql, pack_attributes_sql
 from shopkeeper.clean._config import CleaningConfig
 from shopkeeper.clean._pii import Pseudonymizer
+from shopkeeper.clean._text import norm_id
 from shopkeeper.clean._reasons import Reason, reason_code
 from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
 from shopkeeper.ingest._plan import UPSERT_KEYS
@@ -111,7 +112,8 @@ def _row_rules(plan: AssetPlan, sqls: dict[str, ColumnSql], cfg: CleaningConfig,
 
 
 def _case(rules: list[tuple[str, str, str | None]], first: str | None = None) -> tuple[str, str]:
-    whens = [(first, Reason.EXACT_DUPLICATE.value, None)] if first else []
+    whens: list[tuple[str, str, str | None]] = (
+        [(first, Reason.EXACT_DUPLICATE.value, None)] if first else [])
     whens += rules
     if not whens:
         return "NULL::VARCHAR", "NULL::VARCHAR"
@@ -120,10 +122,52 @@ def _case(rules: list[tuple[str, str, str | None]], first: str | None = None) ->
     return f"CASE {reason} END", f"CASE {column} END"
 
 
+def _layered_sources(plan: AssetPlan) -> tuple[AssetPlan, list[str]]:
+    """Evaluate each source expression once, as a VARCHAR column `_r_<name>` of a lower layer.
+
+    The normalize/parse SQL mentions its input several times; pointing it at a
+    column instead of the (possibly costly) source expression keeps that cheap.
+    """
+    layer: list[str] = []
+    sources = {}
+    for name, src in plan.sources.items():
+        if src.spec.constant is not None:
+            sources[name] = src
+            continue
+        alias = f"_r_{name}"
+        layer.append(f"CAST({src.raw_sql} AS VARCHAR) AS {quote_ident(alias)}")
+        sources[name] = replace(src, raw_sql=quote_ident(alias))
+    return replace(plan, sources=sources), layer
+
+
 def build_mapped_sql(plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig,
-                     now: datetime, table: str) -> tuple[str, dict[str, ColumnSql]]:
-    """SQL creating the mapped table: parsed columns, row-local reason, duplicate flag."""
-    sqls = _column_sqls(plan, pseudo)
+                     now: datetime, table: str) -> tuple[list[str], dict[str, ColumnSql]]:
+    """SQL statements creating the mapped table: parsed columns, row-local reason, dup flag.
+
+    Work that does not depend on the asset is shared through tables named after the
+    stage: exact-duplicate row ordinals (`<stage>_dup`), computed once per file.
+    Pseudonyms are computed once per distinct raw id (`<table>_pmap`) and joined.
+    """
+    stage = plan.stage
+    layered, layer = _layered_sources(plan)
+    sqls = _column_sqls(layered, pseudo)
+    part = ", ".join(quote_ident(c) for c in stage.columns)
+    stmts = [
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage.table}_dup AS SELECT _o FROM (SELECT "
+        f"rowid + 1 AS _o, row_number() OVER (PARTITION BY {part} ORDER BY rowid) AS _n "
+        f"FROM {stage.table}) WHERE _n > 1"
+    ]
+    joins = f" LEFT JOIN {stage.table}_dup _d ON _d._o = s._ord"
+    user = plan.sources.get("user_id")
+    if user is not None and "user_id" in sqls:
+        key = norm_id(user.raw_sql)
+        stmts.append(
+            f"CREATE TEMP TABLE {table}_pmap AS SELECT _k, {pseudo.sql('_k')} AS _p FROM "
+            f"(SELECT DISTINCT {key} AS _k FROM {stage.table}) WHERE _k IS NOT NULL"
+        )
+        joins += f" LEFT JOIN {table}_pmap _pm ON _pm._k = {key.replace(chr(34), chr(34))}"
+        layer.append("_pm._p AS _pseudo_user")
+        sqls["user_id"] = ColumnSql('"_pseudo_user"')
     inner: list[str] = ["_ord", "_line"]
     for name, s in sqls.items():
         inner.append(f"{s.expr} AS {quote_ident(name)}")
@@ -133,15 +177,16 @@ def build_mapped_sql(plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig
             inner.append(f'{s.encoding_check} AS "_enc_{name}"')
         inner.extend(f"{flag} AS {quote_ident(alias)}" for alias, flag in s.pii_flags.items())
     inner.extend(f"({r.condition}) AS \"_x{i}\"" for i, r in enumerate(plan.extra_rules))
-    part = ", ".join(quote_ident(c) for c in plan.stage.columns)
-    inner.append(f"row_number() OVER (PARTITION BY {part} ORDER BY _ord) > 1 AS _dup")
+    inner.append("_dup")
     reason, column = _case(_row_rules(plan, sqls, cfg, now), first="_dup")
     where = f" WHERE {plan.where}" if plan.where else ""
-    sql = (
+    base = (f"(SELECT s.*, _d._o IS NOT NULL AS _dup{''.join(', ' + x for x in layer)} "
+            f"FROM {stage.from_sql()}{joins}{where})")
+    stmts.append(
         f"CREATE TEMP TABLE {table} AS SELECT *, {reason} AS _r1, {column} AS _c1 FROM "
-        f"(SELECT {', '.join(inner)} FROM {plan.stage.from_sql()}{where})"
+        f"(SELECT {', '.join(inner)} FROM {base})"
     )
-    return sql, sqls
+    return stmts, sqls
 
 
 def _set_rules_sql(plan: AssetPlan, cfg: CleaningConfig, present: set[str],
@@ -150,7 +195,7 @@ def _set_rules_sql(plan: AssetPlan, cfg: CleaningConfig, present: set[str],
     ctes: list[str] = []
     joins: list[str] = []
     whens: list[str] = []
-    if items_source and "item_id" in present and plan.kind in ("events", "reviews"):
+    if items_source and "item_id" in present and plan.kind in ("events", "reviews", "judgments"):
         ctes.append(f"known AS (SELECT DISTINCT item_id AS _kid FROM {items_source})")
         joins.append("LEFT JOIN known ON ok.item_id = known._kid")
         whens.append(f"WHEN known._kid IS NULL THEN '{Reason.UNKNOWN_ITEM.value}'")
@@ -220,8 +265,9 @@ def classify(
     """
     cfg = CleaningConfig.model_validate(plan.cleaning)
     mapped = f"{table}_m"
-    sql, sqls = build_mapped_sql(plan, pseudo, cfg, now, mapped)
-    con.execute(sql)
+    stmts, sqls = build_mapped_sql(plan, pseudo, cfg, now, mapped)
+    for stmt in stmts:
+        con.execute(stmt)
     present = {n for n in sqls if not n.startswith("_")}
     if not cfg.check_unknown_items:
         items_source = None
@@ -244,6 +290,7 @@ def classify(
         f"{select_ok} FROM ({stage3}) UNION ALL {select_bad} FROM {mapped} WHERE _r1 IS NOT NULL"
     )
     con.execute(f"DROP TABLE {mapped}")
+    con.execute(f"DROP TABLE IF EXISTS {mapped}_pmap")
     return CleanedLoad(table, pii)
 
 

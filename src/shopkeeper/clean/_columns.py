@@ -18,7 +18,8 @@ from shopkeeper.schema import CanonicalColumn, duckdb_type
 
 _ID_COLUMNS = {"user_id", "item_id", "session_id", "query_id"}
 _EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
-_OFFSET_RE = "(Z|[+-][0-9]{2}:?[0-9]{2})$"
+_OFFSET_RE = "(Z|[+-][0-9]{2}:?[0-9]{2}|[0-9]:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?[+-][0-9]{2})$"
+"""An explicit UTC offset: `Z`, `+05:30`, `+0530`, or `+05` right after a time."""
 
 
 @dataclass
@@ -34,8 +35,9 @@ class ColumnSql:
 
 
 def _number(raw: str) -> str:
-    text = f"regexp_replace({null_if_marker(f'CAST({raw} AS VARCHAR)')}, '^[£$€]|\\s', '', 'g')"
-    return f"TRY_CAST({text} AS DOUBLE)"
+    s = null_if_marker(f"CAST({raw} AS VARCHAR)")
+    slow = f"TRY_CAST(regexp_replace({s}, '^[£$€]|\\s', '', 'g') AS DOUBLE)"
+    return f"coalesce(TRY_CAST({s} AS DOUBLE), {slow})"
 
 
 def _timestamp(raw: str, src: ColumnSource) -> str:

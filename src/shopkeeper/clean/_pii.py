@@ -27,6 +27,7 @@ CARD_RE = r"\b[0-9]{4}[ \-]?[0-9]{4}[ \-]?[0-9]{4}[ \-]?[0-9]{3,4}\b"
 PHONE_RE = (
     r"(?:\+[0-9]{1,3}[ .\-]?)?\(?[0-9]{3}\)?[ .\-][0-9]{3}[ .\-][0-9]{4}\b"
     r"|\+[0-9]{1,3}[ .\-]?[0-9]{2,5}[ .\-]?[0-9]{3,4}[ .\-]?[0-9]{3,4}\b"
+    r"|\+[0-9]{1,3}[ .\-]?[0-9](?:[ .\-]?[0-9]{2}){4}\b"
 )
 """Separated phone numbers or `+` international ones; bare digit runs (model numbers) stay."""
 PII_PATTERNS = (("email", EMAIL_RE, "[EMAIL]"), ("card", CARD_RE, "[CARD]"),
@@ -48,14 +49,19 @@ def pii_flags_sql(expr: str, prefix: str) -> dict[str, str]:
             for kind, pattern, _ in PII_PATTERNS}
 
 
+_SQL_TRIM = "".join(map(chr, (0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F,
+                              0x3000)))
+"""What DuckDB's trim() removes: the Unicode space separators (Zs), not tabs or newlines."""
+
+
 def normalize_id(raw_id: str) -> str:
     """The id as cleaning stores it before hashing: trimmed, `17850.0` read as `17850`.
 
     >>> normalize_id(" 17850.0 ")
     '17850'
     """
-    text = raw_id.strip()
-    return re.sub(r"^(-?[0-9]+)\.0+$", r"\1", text)
+    text = raw_id.strip(_SQL_TRIM)
+    return re.sub(r"^(-?[0-9]+)\.0+\Z", r"\1", text)
 
 
 def _pads(key: bytes) -> tuple[str, str]:

@@ -43,13 +43,19 @@ def norm_id(expr: str) -> str:
 
 
 def norm_text(expr: str) -> str:
-    """Free text: NFKC, HTML tags stripped, entities decoded, whitespace collapsed."""
-    s = f"nfkc(CAST({expr} AS VARCHAR))"
+    """Free text: NFKC, HTML tags stripped, entities decoded, whitespace collapsed.
+
+    Plain printable ASCII with single spaces and no markup skips the work: the
+    common case costs one regex test.
+    """
+    x = null_if_marker(f"CAST({expr} AS VARCHAR)")
+    s = f"nfkc({x})"
     s = f"regexp_replace({s}, '<[^>]*>', ' ', 'g')"
     for entity, char in _ENTITIES:
         s = f"replace({s}, '{entity}', '{char.replace(chr(39), chr(39) * 2)}')"
-    s = f"regexp_replace({s}, '\\s+', ' ', 'g')"
-    return null_if_marker(s)
+    s = f"nullif(trim(regexp_replace({s}, '\\s+', ' ', 'g')), '')"
+    full = null_if_marker(s)
+    return f"CASE WHEN regexp_matches({x}, '[^ -~]|[<&]|\\s\\s') THEN {full} ELSE {x} END"
 
 
 def norm_event_type(expr: str, values: dict[str, str] | None) -> str:

@@ -64,7 +64,7 @@ def json_option(f: F) -> F:
 
     def _cb(ctx: click.Context, _p: click.Parameter, value: bool) -> bool:
         if value:
-            ctx.ensure_object(State).json = True  # type: ignore[attr-defined]
+            ctx.ensure_object(State).json = True
         return value
 
     return click.option("--json", "json_", is_flag=True, expose_value=False, callback=_cb,
@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 2 usage or config error, 3 runtime failure."""
     _register()
     verbose = any(a.startswith("-v") or a == "--verbose" for a in (argv or sys.argv[1:]))
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         cli.main(args=argv, prog_name="shopkeeper", standalone_mode=False)
     except click.exceptions.Abort:
-        err.print("aborted")
+        click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -106,13 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     except ShopkeeperError as exc:
         if verbose:
             err.print_exception()
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=True,
-                  highlight=False)
+        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 3, no traceback
         if verbose:
             err.print_exception()
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with -v for details)",
-                  highlight=False)
+        click.echo(f"error: {type(exc).__name__}: {exc} (run with -v for details)", err=True)
         sys.exit(3)
     sys.exit(0)

@@ -169,9 +169,11 @@ def readable_path(src: SourceFile, tmp_dir: Path) -> tuple[Path, str]:
     Zip members and non-native encodings are streamed to a UTF-8 file in `tmp_dir`.
     """
     native = _NATIVE_ENCODINGS.get(src.encoding)
+    if src.format == "json" and native != "utf-8":
+        native = None  # read_json takes UTF-8 only: transcode
     if src.format == "parquet" and src.compression == "none":
         return src.path, "utf-8"
-    if src.compression != "zip" and native is not None:
+    if src.compression != "zip" and native is not None and src.format != "parquet":
         return src.path, native
     tmp_dir.mkdir(parents=True, exist_ok=True)
     out = tmp_dir / f"{src.sha256[:16]}-{Path(src.member or src.path.name).name}"

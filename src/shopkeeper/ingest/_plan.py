@@ -53,7 +53,9 @@ class AssetPlan:
     pack_attributes: bool = True
     """Items/users: put unmapped source columns into `attributes` as JSON."""
     depends_on_items: bool = False
-    """Check item ids against the items asset, including one written by the same load."""
+    """Check item ids against the items asset, including one written by the same load.
+
+    Applies to events, reviews and judgments."""
 
     @property
     def mode(self) -> WriteMode:

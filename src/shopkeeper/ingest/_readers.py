@@ -18,6 +18,8 @@ from shopkeeper.ingest._mapping import ReadOptions, quote_ident, sql_literal
 
 MALFORMED_SHARE_LIMIT = 0.5
 """Refuse a file when more than this share of its lines is malformed (wrong delimiter?)."""
+_BLANK = "blank_line"
+"""Marks blank lines among the rejects while line numbers are mapped (not a record)."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,15 @@ class StagedTable:
         )
 
 
-def _csv_options(opts: ReadOptions, encoding: str, name: str, rejects: str) -> str:
-    parts = [
-        "all_varchar = true",
-        "store_rejects = true",
-        f"rejects_table = {sql_literal(rejects + '_raw')}",
-        f"rejects_scan = {sql_literal(rejects + '_scan')}",
-        f"encoding = {sql_literal(encoding)}",
-        "max_line_size = 4194304",
-    ]
+def _csv_options(opts: ReadOptions, encoding: str, name: str, rejects: str | None) -> str:
+    parts = ["all_varchar = true"]
+    if rejects is not None:
+        parts += [
+            "store_rejects = true",
+            f"rejects_table = {sql_literal(rejects + '_raw')}",
+            f"rejects_scan = {sql_literal(rejects + '_scan')}",
+        ]
+    parts += [f"encoding = {sql_literal(encoding)}", "max_line_size = 4194304"]
     if opts.delimiter is not None:
         parts.append(f"delim = {sql_literal(opts.delimiter)}")
     elif name.lower().removesuffix(".gz").endswith(".tsv"):
@@ -83,10 +85,18 @@ def _stage_csv(
             f"CREATE TEMP TABLE {table} AS SELECT * FROM read_csv({sql_literal(str(path))}, "
             f"{options})"
         )
-        sniff = con.execute(f"SELECT delimiter, has_header FROM {rejects}_scan LIMIT 1").fetchone()
+        sniff = con.execute(
+            f"SELECT delimiter, has_header, skip_rows FROM {rejects}_scan LIMIT 1").fetchone()
+        if sniff is None:  # the scan table is only filled when some line was rejected
+            plain = _csv_options(opts, encoding, src.path.name, None)
+            sniff = con.execute(
+                f"SELECT Delimiter, HasHeader, SkipRows FROM sniff_csv({sql_literal(str(path))}, "
+                f"{plain})"
+            ).fetchone()
     except duckdb.Error as exc:
         raise IngestError(f"cannot read as CSV: {_first_line(exc)}", path=src.display) from exc
     delim, has_header = (sniff[0], bool(sniff[1])) if sniff else (opts.delimiter, bool(opts.header))
+    skipped = int(sniff[2] or 0) if sniff else 0  # leading blank lines the sniffer skips
     con.execute(
         f"""CREATE TEMP TABLE {rejects} AS
         SELECT line, arg_min(column_name, column_idx) AS column_name,
@@ -96,7 +106,7 @@ def _stage_csv(
                any_value(csv_line) AS raw
         FROM {rejects}_raw GROUP BY line"""
     )
-    return _finish(con, src, table, rejects, 1 if has_header else 0, delim)
+    return _finish(con, src, table, rejects, skipped + (1 if has_header else 0), delim)
 
 
 def _stage_jsonl(
@@ -109,56 +119,70 @@ def _stage_jsonl(
         con.execute(
             f"CREATE TEMP TABLE {lines} AS SELECT column0 AS l FROM read_csv("
             f"{sql_literal(str(path))}, columns = {{'column0': 'VARCHAR'}}, delim = '\\x01', "
-            f"quote = '', escape = '', header = false, encoding = {sql_literal(encoding)}, "
+            f"quote = '', escape = '', header = false, skip = 0, "
+            f"encoding = {sql_literal(encoding)}, "
             f"store_rejects = true, rejects_table = {sql_literal(rejects + '_raw')}, "
             f"rejects_scan = {sql_literal(rejects + '_scan')}, max_line_size = 16777216)"
         )
         keys = [
             r[0]
             for r in con.execute(
-                f"SELECT k FROM (SELECT unnest(json_keys(l)) AS k, rowid AS r FROM {lines} "
-                f"WHERE json_valid(l) AND l LIKE '{{%') GROUP BY k ORDER BY min(r)"
+                f"SELECT k FROM (SELECT unnest(json_keys(l)) AS k, "
+                f"generate_subscripts(json_keys(l), 1) AS p, rowid AS r FROM {lines} "
+                f"WHERE json_valid(l) AND trim(l) LIKE '{{%') GROUP BY k ORDER BY min([r, p])"
             ).fetchall()
         ]
     except duckdb.Error as exc:
         raise IngestError(f"cannot read as JSON lines: {_first_line(exc)}",
                           path=src.display) from exc
     extract = ", ".join(
-        f"json_extract_string(l, {sql_literal('$.' + _json_path(k))}) AS {quote_ident(k)}"
+        f"json_extract_string(_j.l, {sql_literal('$.' + _json_path(k))}) AS {quote_ident(k)}"
         for k in keys
     )
     ok = "json_valid(l) AND trim(l) LIKE '{%'"
+    blank = "coalesce(trim(l), '') = ''"  # read_csv gives an empty line as NULL
+    numbered = _numbered_lines(con, lines, f"{rejects}_raw")
     con.execute(
         f"CREATE TEMP TABLE {table} AS SELECT {extract or 'NULL AS _empty'} FROM "
-        f"(SELECT l, rowid AS r FROM {lines}) WHERE {ok} AND trim(l) <> '' ORDER BY r"
+        f"{numbered} AS _j WHERE {ok} AND NOT {blank} ORDER BY _j.n"  # a key may be `n`
     )
     con.execute(
         f"""CREATE TEMP TABLE {rejects} AS
-        SELECT r + 1 AS line, NULL::VARCHAR AS column_name, 'malformed_row' AS reason,
+        SELECT n AS line, NULL::VARCHAR AS column_name, 'malformed_row' AS reason,
                'not a JSON object' AS detail, l AS raw
-        FROM (SELECT l, rowid AS r FROM {lines}) WHERE NOT ({ok}) AND trim(l) <> ''
+        FROM {numbered} WHERE NOT ({ok}) AND NOT {blank}
         UNION ALL
         SELECT line, column_name, 'invalid_encoding', error_message, csv_line
         FROM {rejects}_raw"""
     )
-    blank = con.execute(f"SELECT count(*) FROM {lines} WHERE trim(l) = ''").fetchone()
-    if blank and blank[0]:
-        # Blank lines are layout, not records; line numbers of later rows must skip them.
-        con.execute(
-            f"INSERT INTO {rejects} SELECT r + 1, NULL, 'blank_line', NULL, NULL FROM "
-            f"(SELECT l, rowid AS r FROM {lines}) WHERE trim(l) = ''"
-        )
+    # Blank lines are layout, not records; line numbers of later rows must skip them.
+    con.execute(
+        f"INSERT INTO {rejects} SELECT n, NULL, '{_BLANK}', NULL, NULL FROM {numbered} "
+        f"WHERE {blank}"
+    )
     con.execute(f"DROP TABLE {lines}")
     staged = _finish(con, src, table, rejects, 0, None)
-    if blank and blank[0]:
-        con.execute(f"DELETE FROM {rejects} WHERE reason = 'blank_line'")
-        rejected = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
-        staged = StagedTable(staged.table, staged.rejects, staged.source, staged.columns,
-                             staged.header_lines, staged.rows, int(rejected[0]) if rejected else 0,
-                             None, staged.line_adjust)
+    con.execute(f"DELETE FROM {rejects} WHERE reason = '{_BLANK}'")
     if not keys:
         raise IngestError("no JSON objects found", path=src.display)
     return staged
+
+
+def _numbered_lines(con: duckdb.DuckDBPyConnection, lines: str, rejects_raw: str) -> str:
+    """A relation of (l, n): each line read with its line number in the file.
+
+    read_csv leaves out the lines it rejects (bad encoding), so `rowid` alone would
+    undercount every line after one of them.
+    """
+    base = f"(SELECT l, rowid + 1 AS o FROM {lines})"
+    row = con.execute(f"SELECT count(*) FROM {rejects_raw}").fetchone()
+    if not row or not row[0]:
+        return f"(SELECT l, o AS n FROM {base})"
+    gaps = (f"(SELECT a, max(i) AS i FROM (SELECT line - row_number() OVER (ORDER BY line) AS a, "
+            f"row_number() OVER (ORDER BY line) AS i FROM (SELECT DISTINCT line FROM "
+            f"{rejects_raw})) GROUP BY a)")
+    return (f"(SELECT b.l, b.o + coalesce(j.i, 0) AS n FROM {base} b "
+            f"ASOF LEFT JOIN {gaps} j ON b.o > j.a)")
 
 
 def _json_path(key: str) -> str:
@@ -198,13 +222,17 @@ def _finish(
 ) -> StagedTable:
     cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     rows_row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    rej_row = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()
+    rej_row = con.execute(
+        f"SELECT count(*) FILTER (WHERE reason <> '{_BLANK}'), count(*) FROM {rejects}"
+    ).fetchone()
     rows, rejected = int(rows_row[0]) if rows_row else 0, int(rej_row[0]) if rej_row else 0
+    listed = int(rej_row[1]) if rej_row else 0  # rejected records and blank lines
     if rows + rejected == 0:
         raise IngestError("no records in the file", path=src.display)
     if rejected > MALFORMED_SHARE_LIMIT * (rows + rejected) and rejected > 10:
         sample = con.execute(
-            f"SELECT line, column_name, detail FROM {rejects} ORDER BY line LIMIT 1"
+            f"SELECT line, column_name, detail FROM {rejects} WHERE reason <> '{_BLANK}' "
+            "ORDER BY line LIMIT 1"
         ).fetchone()
         line, column, detail = sample if sample else (None, None, "")
         raise IngestError(
@@ -213,12 +241,14 @@ def _finish(
             path=src.display, line=line, column=column,
         )
     adjust = None
-    if rejected:
+    if listed:
         adjust = f"{table}_adj"
+        # Consecutive malformed lines share `a`; keep the last (largest `i`) so the ASOF
+        # join skips all of them.
         con.execute(
-            f"CREATE TEMP TABLE {adjust} AS SELECT line - {header_lines} - "
-            f"row_number() OVER (ORDER BY line) AS a, row_number() OVER (ORDER BY line) AS i "
-            f"FROM {rejects}"
+            f"CREATE TEMP TABLE {adjust} AS SELECT a, max(i) AS i FROM (SELECT line - "
+            f"{header_lines} - row_number() OVER (ORDER BY line) AS a, "
+            f"row_number() OVER (ORDER BY line) AS i FROM {rejects}) GROUP BY a"
         )
     return StagedTable(table, rejects, src, cols, header_lines, rows, rejected, delimiter, adjust)
 

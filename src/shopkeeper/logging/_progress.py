@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 
 Backend = Literal["rich", "none"]
@@ -24,7 +24,7 @@ def set_progress_backend(backend: Backend) -> None:
 class Progress:
     """A handle that advances one task; a no-op with the `none` backend."""
 
-    def __init__(self, bar: RichProgress | None, task: int | None) -> None:
+    def __init__(self, bar: RichProgress | None, task: TaskID | None) -> None:
         self._bar, self._task = bar, task
 
     def update(self, advance: float = 1, description: str | None = None) -> None:

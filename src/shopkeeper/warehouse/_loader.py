@@ -150,8 +150,10 @@ class _Load:
         check_items = items_source if plan.depends_on_items else None
         load = classify(con, plan, pseudo, self.now, check_items[0] if check_items else None,
                         f"classified_{i}")
+        t_classify = timer.seconds
         out_dir = self.tmp / "out" / plan.asset
         wv = write_version(con, plan, load, pseudo, version, prev_files, self.ws.home, out_dir)
+        t_write = timer.seconds - t_classify
         if not counts_add_up(wv.counts):
             raise IngestError(f"internal accounting error for {plan.asset}: {wv.counts}")
         parents: list[tuple[str, int, str]] = []
@@ -167,7 +169,8 @@ class _Load:
         wv.row_count = int(quality["rows"])
         self._quality[plan.asset] = quality
         con.execute(f"DROP TABLE {load.classified}")
-        _log.info("cleaned", asset=plan.asset, version=version, elapsed=str(timer), **wv.counts)
+        _log.info("cleaned", asset=plan.asset, version=version, elapsed=str(timer),
+                  classify_s=round(t_classify, 2), write_s=round(t_write, 2), **wv.counts)
         return wv, parents
 
     _quality: dict[str, dict[str, Any]] = {}

@@ -45,7 +45,7 @@ def column_profile(con: duckdb.DuckDBPyConnection, kind: AssetKind,
         out[c.name] = {
             "nulls": n - int(nonnull),
             "null_rate": round((n - int(nonnull)) / n, 6) if n else 0.0,
-            "distinct": int(distinct),
+            "distinct": min(int(distinct), int(nonnull)),  # HyperLogLog may overshoot
             ("min_length" if is_text else "min"): lo,
             ("max_length" if is_text else "max"): hi,
         }

@@ -56,6 +56,6 @@ class GenericAdapter:
                 cleaning=m.cleaning,
                 fx_rates=dict(m.fx_rates),
                 base_currency=m.base_currency,
-                depends_on_items=chosen in ("events", "reviews"),
+                depends_on_items=chosen in ("events", "reviews", "judgments"),
             )
         ]
