@@ -27,7 +27,7 @@ def _highlights(wh: Warehouse) -> dict[str, Any]:
     _, top = wh.query(
         "SELECT i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
         "FROM events e JOIN items i USING (item_id) WHERE e.event_type = 'purchase' "
-        "GROUP BY 1 ORDER BY purchases DESC LIMIT 5")
+        "GROUP BY 1 ORDER BY purchases DESC, i.title LIMIT 5")
     _, returns = wh.query(
         "SELECT count(*) FILTER (WHERE event_type = 'return') AS returns, "
         "count(DISTINCT user_id) AS customers, min(ts) AS first, max(ts) AS last FROM events")
@@ -65,12 +65,21 @@ def demo_cmd(state: State) -> None:
     if state.json:
         emit_json(summary)
         return
-    t = Table(title="Warehouse after the demo")
-    for col in ("asset", "version", "rows", "quality"):
+    t = Table(title="Warehouse after the demo: quality highlights of the last load")
+    for col in ("asset", "version", "rows", "quality", "quarantined", "top quarantine reason"):
         t.add_column(col)
     for v in latest:
-        t.add_row(v.asset, f"v{v.version}", f"{v.row_count:,}", v.quality["status"])
+        load = v.quality.get("load", {})
+        share = load.get("quarantined_rows", 0) / max(load.get("input_rows", 1), 1)
+        bad = [(k, n) for k, n in v.reasons.items()
+               if k not in ("superseded", "exact_duplicate", "near_duplicate")]
+        top = f"{bad[0][0]} ({bad[0][1]:,})" if bad else "-"
+        t.add_row(v.asset, f"v{v.version}", f"{v.row_count:,}", v.quality["status"],
+                  f"{share:.1%}", top)
     c.print(t)
+    nulls = next(iter(quality.values()))["source_nulls"]
+    c.print("Source columns with missing values in the last file: " + ", ".join(
+        f"{k} {n:,}" for k, n in nulls.items() if n), highlight=False)
     top = Table(title="Top items by purchases (SQL over the clean assets)")
     for col in ("title", "purchases", "revenue GBP"):
         top.add_column(col)
@@ -81,7 +90,9 @@ def demo_cmd(state: State) -> None:
     c.print(Panel.fit(
         f"{ev['customers']:,} pseudonymized customers, {ev['returns']:,} returns, "
         f"events from {str(ev['first'])[:16]} to {str(ev['last'])[:16]} UTC.\n"
-        f"Lineage of events: {' <- '.join(sorted(lineage['nodes'], reverse=True))}\n"
+        f"Lineage of {lineage['root']}: "
+        f"{sum(1 for n in lineage['nodes'] if n.startswith('asset:'))} asset versions and "
+        f"{sum(1 for n in lineage['nodes'] if n.startswith('file:'))} source files upstream.\n"
         f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
         "lineage events | quarantine events | sql \"SELECT count(*) FROM events\"",
         title="Highlights"))
