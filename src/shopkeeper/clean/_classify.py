@@ -56,7 +56,8 @@ def _column_sqls(plan: AssetPlan, pseudo: Pseudonymizer) -> dict[str, ColumnSql]
         whens = " ".join(f"WHEN {sql_literal(k.upper())} THEN {v!r}"
                          for k, v in plan.fx_rates.items())
         rate = f"(CASE {cur} WHEN {sql_literal(plan.base_currency.upper())} THEN 1.0 {whens} END)"
-        out["price"].expr = f"({out['price'].expr}) * {rate}"
+        # An unknown rate leaves the price as it is; the unknown_currency rule catches it.
+        out["price"].expr = f"({out['price'].expr}) * coalesce({rate}, 1.0)"
         out["_fx_rate"] = ColumnSql(rate)
         out["currency"] = ColumnSql(f"CASE WHEN {rate} IS NOT NULL "
                                     f"THEN {sql_literal(plan.base_currency.upper())} ELSE {cur} END")

@@ -58,16 +58,33 @@ def _timestamp(raw: str, src: ColumnSource) -> str:
     )
 
 
+def _json_list(raw: str) -> tuple[str, str]:
+    """(is a JSON array, its elements as normalized text without NULLs) for list sources.
+
+    Lists from JSON and Parquet are staged as JSON text: their elements are taken
+    as they are, never split on separators.
+    """
+    text = f"CAST({raw} AS VARCHAR)"
+    test = f"(starts_with(ltrim({text}), '[') AND coalesce(json_valid({text}), false))"
+    items = (f"list_filter(list_transform(json_extract_string({text}, '$[*]'), "
+             f"lambda _e: {norm_text('_e')}), lambda _e: _e IS NOT NULL)")
+    return test, items
+
+
 def _category(raw: str, sep: str | None) -> str:
     splitter = re.escape(sep) if sep else ">"
-    return f"regexp_replace({norm_text(raw)}, '\\s*{splitter}\\s*', ' > ', 'g')"
+    split = f"regexp_replace({norm_text(raw)}, '\\s*{splitter}\\s*', ' > ', 'g')"
+    is_list, items = _json_list(raw)
+    return f"CASE WHEN {is_list} THEN nullif(array_to_string({items}, ' > '), '') ELSE {split} END"
 
 
 def _tags(raw: str, sep: str | None) -> str:
     splitter = re.escape(sep) if sep else "[|,;]"
     joined = f"regexp_replace({norm_text(raw)}, '\\s*{splitter}\\s*', '|', 'g')"
     trimmed = f"regexp_replace(regexp_replace({joined}, '\\|+', '|', 'g'), '^\\||\\|$', '', 'g')"
-    return f"CASE WHEN {trimmed} <> '' THEN string_split({trimmed}, '|') END"
+    is_list, items = _json_list(raw)
+    return (f"CASE WHEN {is_list} THEN (CASE WHEN len({items}) > 0 THEN {items} END) "
+            f"WHEN {trimmed} <> '' THEN string_split({trimmed}, '|') END")
 
 
 def column_sql(

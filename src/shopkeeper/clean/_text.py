@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from duckdb import func
 
 NULL_MARKERS = ("", "nan", "null", "none", "n/a", "\\n", "nat")
 """Values that mean missing, compared after trim and lower-casing."""
@@ -23,8 +24,8 @@ def _nfkc(values: pa.Array) -> pa.Array:
 
 def register_text_functions(con: duckdb.DuckDBPyConnection) -> None:
     """Register the `nfkc` UDF on a connection (Arrow in, Arrow out, no per-row Python)."""
-    con.create_function("nfkc", _nfkc, ["VARCHAR"], "VARCHAR", type="arrow",
-                        null_handling="special", side_effects=False)
+    con.create_function("nfkc", _nfkc, ["VARCHAR"], "VARCHAR", type=func.ARROW,
+                        null_handling=func.SPECIAL, side_effects=False)
 
 
 def null_if_marker(expr: str) -> str:

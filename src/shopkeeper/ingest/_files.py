@@ -14,7 +14,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from shopkeeper.errors import IngestError
 
@@ -63,7 +63,7 @@ def sha256_file(path: Path) -> str:
 
 def _open_payload(path: Path, compression: Compression, member: str | None) -> IO[bytes]:
     if compression == "gzip":
-        return gzip.open(path, "rb")
+        return cast("IO[bytes]", gzip.open(path, "rb"))
     if compression == "zip":
         zf = zipfile.ZipFile(path)
         return zf.open(member or "")
@@ -85,6 +85,8 @@ def _zip_member(path: Path) -> str:
 def _format_of(name: str, head: bytes) -> FileFormat:
     suffix = Path(name).suffix.lower()
     if suffix in _SUFFIX_FORMAT:
+        if _SUFFIX_FORMAT[suffix] == "json" and head.lstrip().startswith(b"{"):
+            return "jsonl"  # many `.json` exports hold one object per line
         return _SUFFIX_FORMAT[suffix]
     if head.startswith(b"PAR1"):
         return "parquet"
@@ -96,8 +98,13 @@ def _format_of(name: str, head: bytes) -> FileFormat:
     return "csv"
 
 
-def detect_encoding(sample: bytes) -> str:
+def detect_encoding(sample: bytes, *, truncated: bool = False) -> str:
     """Guess a text encoding from the first bytes: UTF-8 if valid, else cp1252 or latin-1.
+
+    Args:
+        sample: the first bytes of the file.
+        truncated: the file goes on after `sample`, so a multi-byte character cut
+            at its end does not count against UTF-8.
 
     >>> detect_encoding("café".encode("utf-8"))
     'utf-8'
@@ -105,12 +112,14 @@ def detect_encoding(sample: bytes) -> str:
     'latin-1'
     >>> detect_encoding(b"\\x93quoted\\x94")
     'cp1252'
+    >>> detect_encoding("café".encode("utf-8")[:-1], truncated=True)
+    'utf-8'
     """
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        decoder.decode(sample, final=False)  # a cut multi-byte tail is fine
+        decoder.decode(sample, final=not truncated)
         return "utf-8"
     except UnicodeDecodeError:
         pass
@@ -158,7 +167,8 @@ def inspect_source(path: str | Path, encoding: str | None = None) -> SourceFile:
         except LookupError as exc:
             raise IngestError(f"unknown encoding {encoding!r}", path=str(p)) from exc
     else:
-        enc = "utf-8" if fmt == "parquet" else detect_encoding(head)
+        cut = len(head) == _CHUNK
+        enc = "utf-8" if fmt == "parquet" else detect_encoding(head, truncated=cut)
     enc = {"iso8859-1": "latin-1", "utf-16-le": "utf-16", "utf-16-be": "utf-16"}.get(enc, enc)
     return SourceFile(p, fmt, compression, enc, sha256_file(p), p.stat().st_size, member)
 
@@ -183,7 +193,7 @@ def readable_path(src: SourceFile, tmp_dir: Path) -> tuple[Path, str]:
         if native is not None or src.format == "parquet":
             shutil.copyfileobj(raw, dst, _CHUNK)
             return out, native or "utf-8"
-        reader = codecs.getreader(src.encoding)(raw, errors="replace")
+        reader = codecs.getreader(src.encoding)(raw, "replace")
         while chunk := reader.read(_CHUNK):
             dst.write(chunk.encode("utf-8"))
     return out, "utf-8"

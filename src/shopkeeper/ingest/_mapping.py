@@ -14,6 +14,7 @@ A mapping is YAML validated into `MappingConfig`::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -170,14 +171,30 @@ def resolve_columns(
     return out
 
 
+def _referenced(sql: str, source_columns: list[str]) -> tuple[str, ...]:
+    """Source columns that `sql` names, quoted or bare, in any case (as DuckDB reads them).
+
+    Erring on the side of too many is safe: these columns are pseudonymized (user ids)
+    or left out of `attributes`.
+
+    >>> _referenced('lower(cust) || "Order ID"', ["Cust", "order id", "sku"])
+    ('Cust', 'order id')
+    """
+    text = sql.lower()
+    return tuple(
+        c for c in source_columns
+        if quote_ident(c).lower() in text
+        or re.search(rf"(?<![\w\"]){re.escape(c.lower())}(?![\w\"])", text)
+    )
+
+
 def _source_of(
     spec: ColumnSpec, by_lower: dict[str, str], source_columns: list[str], source: str, name: str
 ) -> ColumnSource:
     if spec.constant is not None:
         return ColumnSource(sql_literal(spec.constant), spec, ())
     if spec.sql is not None:
-        used = tuple(c for c in source_columns if quote_ident(c) in spec.sql)
-        return ColumnSource(f"({spec.sql})", spec, used)
+        return ColumnSource(f"({spec.sql})", spec, _referenced(spec.sql, source_columns))
     if spec.column is None:
         raise ConfigError(f"column {name!r} needs one of column, sql or constant", path=source)
     actual = spec.column if spec.column in source_columns else by_lower.get(spec.column.lower())

@@ -204,12 +204,32 @@ def _stage_structured(
     except duckdb.Error as exc:
         raise IngestError(f"cannot read as {src.format}: {_first_line(exc)}",
                           path=src.display) from exc
+    _plain_text_columns(con, table)
     rejects = f"{table}_rej"
     con.execute(
         f"CREATE TEMP TABLE {rejects} (line BIGINT, column_name VARCHAR, reason VARCHAR, "
         "detail VARCHAR, raw VARCHAR)"
     )
     return _finish(con, src, table, rejects, 0, None)
+
+
+def _plain_text_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Store nested values as JSON text and JSON strings without their quotes.
+
+    Cleaning reads every value as text: a LIST cast to VARCHAR is `[a, b, c]` (elements
+    holding a comma cannot be told apart) and a JSON string keeps its quotes (`"B-2"`).
+    """
+    parts = []
+    for name, typ, *_ in con.execute(f"DESCRIBE {table}").fetchall():
+        q = quote_ident(name)
+        if typ == "JSON":
+            parts.append(f"CASE json_type({q}) WHEN 'VARCHAR' THEN json_extract_string({q}, '$') "
+                         f"WHEN 'NULL' THEN NULL ELSE CAST({q} AS VARCHAR) END AS {q}")
+        elif typ.endswith("]") or typ.startswith(("STRUCT", "MAP", "UNION")):
+            parts.append(f"CAST(to_json({q}) AS VARCHAR) AS {q}")
+    if parts:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                    f"SELECT * REPLACE ({', '.join(parts)}) FROM {table}")
 
 
 def _finish(

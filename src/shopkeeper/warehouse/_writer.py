@@ -15,7 +15,6 @@ from shopkeeper.ingest._plan import UPSERT_KEYS
 from shopkeeper.schema import columns
 
 _PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-_FREE_TEXT = {"query", "text", "description"}
 
 
 @dataclass
@@ -62,33 +61,36 @@ def _reason_counts(con: duckdb.DuckDBPyConnection, plan: AssetPlan,
 
 
 def _raw_json(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
+    """A quarantined row's source values as JSON: user ids pseudonymized, PII masked."""
     users = set(plan.user_source_columns)
-    texts = {c for name, s in plan.sources.items() if name in _FREE_TEXT
-             for c in s.source_columns}
     parts = []
     for c in plan.stage.columns:
-        v = f"CAST(s.{quote_ident(c)} AS VARCHAR)"
+        v = mask_pii_sql(f"CAST(s.{quote_ident(c)} AS VARCHAR)")
         if c in users:
             v = pseudo.sql(norm_id(f"s.{quote_ident(c)}"))
-        elif c in texts:
-            v = mask_pii_sql(v)
         parts.append(f"{sql_literal(c)}, {v}")
     return f"CAST(json_object({', '.join(parts)}) AS VARCHAR)"
 
 
 def _raw_line(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
-    """A malformed line as stored: the user field (by position) pseudonymized, PII masked."""
+    """A malformed line as stored, or NULL where a raw user id could hide in it.
+
+    The user field is found by position, which is only trustworthy when the line has
+    no quotes and at least as many fields as the header (extra fields come after).
+    Otherwise the line is withheld; its file and line number still point at it.
+    """
     delim = plan.stage.delimiter
     users = plan.user_source_columns
-    line = "r.raw"
-    if delim and users and users[0] in plan.stage.columns:
-        idx = plan.stage.columns.index(users[0]) + 1
-        line = (f"array_to_string(list_transform(string_split(r.raw, {sql_literal(delim)}), "
-                f"lambda x, i: CASE WHEN i = {idx} THEN {pseudo.sql(norm_id('x'))} ELSE x END), "
-                f"{sql_literal(delim)})")
-    elif users:
-        line = "NULL"  # cannot locate the user id in it: keep nothing rather than a raw id
-    return mask_pii_sql(line)
+    if not users:
+        return mask_pii_sql("r.raw")
+    if not delim or users[0] not in plan.stage.columns:
+        return "NULL"
+    idx = plan.stage.columns.index(users[0]) + 1
+    fields = f"string_split(r.raw, {sql_literal(delim)})"
+    rebuilt = (f"array_to_string(list_transform({fields}, lambda x, i: CASE WHEN i = {idx} "
+               f"THEN {pseudo.sql(norm_id('x'))} ELSE x END), {sql_literal(delim)})")
+    safe = f"NOT contains(r.raw, '\"') AND len({fields}) >= {len(plan.stage.columns)}"
+    return f"CASE WHEN {safe} THEN {mask_pii_sql(rebuilt)} END"
 
 
 def write_quarantine(con: duckdb.DuckDBPyConnection, plan: AssetPlan, load: CleanedLoad,

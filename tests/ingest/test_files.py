@@ -1,0 +1,296 @@
+"""What a source file is: format, compression, encoding; and making it readable for DuckDB."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import hashlib
+import os
+import zipfile
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from shopkeeper.errors import IngestError
+from shopkeeper.ingest import detect_encoding, inspect_source, sha256_file
+from shopkeeper.ingest._files import readable_path
+
+TEXT = "name,note\ncafé,“smart” quotes – ok\n"
+
+
+# -- detect_encoding -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"plain ascii,1\n", "utf-8"),
+        ("café,日本\n".encode(), "utf-8"),
+        (b"\xef\xbb\xbfa,b\n", "utf-8"),
+        ("café".encode("latin-1"), "latin-1"),  # é last: not the start of a cut character
+        ("x,café".encode("latin-1"), "latin-1"),
+        ("café,naïve\n".encode("latin-1"), "latin-1"),
+        ("“smart” – quotes €\n".encode("cp1252"), "cp1252"),
+        (b"a\x81b\x93", "latin-1"),  # 0x81 is undefined in cp1252
+        ("a,b\n".encode("utf-16"), "utf-16"),
+        (codecs.BOM_UTF16_LE + "a".encode("utf-16-le"), "utf-16"),
+        (codecs.BOM_UTF16_BE + "a".encode("utf-16-be"), "utf-16"),
+    ],
+)
+def test_detect_encoding(data, expected) -> None:
+    assert detect_encoding(data) == expected
+
+
+@given(st.text(max_size=200))
+def test_detect_encoding_accepts_any_utf8(text) -> None:
+    assert detect_encoding(text.encode("utf-8")) == "utf-8"
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0xA0, max_codepoint=0xFF), min_size=1, max_size=50)
+)
+def test_detect_encoding_reads_latin1_letters_back(text) -> None:
+    data = text.encode("latin-1")
+    assume(not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)))  # "þÿ", "ÿþ"
+    enc = detect_encoding(data)
+    decoded = data.decode(enc)  # whatever was chosen reads the whole sample
+    if enc != "utf-8":  # some latin-1 byte runs are valid UTF-8 too
+        assert decoded == text
+
+
+@given(st.binary(max_size=64))
+def test_the_detected_encoding_decodes_the_sample(data) -> None:
+    enc = detect_encoding(data)
+    assert enc in {"utf-8", "utf-16", "cp1252", "latin-1"}
+    if enc != "utf-16":
+        data.decode(enc)
+
+
+def test_a_cut_character_at_the_end_of_a_truncated_sample_is_still_utf8() -> None:
+    sample = ("x" * 10 + "é").encode()[:-1]
+    assert detect_encoding(sample, truncated=True) == "utf-8"
+    assert detect_encoding(sample) == "latin-1"
+
+
+def test_inspect_reads_a_utf8_character_cut_by_the_first_mib(tmp_path) -> None:
+    head = b"a" * ((1 << 20) - 1) + "é".encode()  # é straddles the 1 MiB sample
+    p = tmp_path / "big.csv"
+    p.write_bytes(b"col\n" + head[4:] + b"\n")
+    assert inspect_source(p).encoding == "utf-8"
+
+
+# -- inspect_source ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "fmt"),
+    [
+        ("a.csv", b"a,b\n1,2\n", "csv"),
+        ("a.TSV", b"a\tb\n", "csv"),
+        ("a.txt", b"a;b\n", "csv"),
+        ("a.jsonl", b'{"a": 1}\n', "jsonl"),
+        ("a.ndjson", b'{"a": 1}\n', "jsonl"),
+        ("a.json", b'[{"a": 1}]', "json"),
+        ("a.json", b'\n {"a": 1}\n{"a": 2}\n', "jsonl"),
+        ("a.parquet", b"PAR1....", "parquet"),
+        ("noext", b"PAR1....", "parquet"),
+        ("noext", b'  [{"a": 1}]', "json"),
+        ("noext", b'{"a": 1}\n{"a": 2}\n', "jsonl"),
+        ("noext", b"a,b\n1,2\n", "csv"),
+    ],
+)
+def test_format_by_suffix_then_content(tmp_path, name, data, fmt) -> None:
+    p = tmp_path / name
+    p.write_bytes(data)
+    src = inspect_source(p)
+    assert src.format == fmt
+    assert src.compression == "none"
+    assert src.member is None
+
+
+def test_hash_and_size(tmp_path) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"a,b\n1,2\n")
+    src = inspect_source(p)
+    assert src.sha256 == hashlib.sha256(b"a,b\n1,2\n").hexdigest() == sha256_file(p)
+    assert src.size == 8
+    assert src.display == str(p)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [("utf-8", "utf-8"), ("latin-1", "latin-1"), ("cp1252", "cp1252"), ("utf-16", "utf-16")],
+)
+def test_inspect_detects_the_encoding(tmp_path, encoding, expected) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(("name\ncafé\n" if encoding == "latin-1" else TEXT).encode(encoding))
+    assert inspect_source(p).encoding == expected
+
+
+@pytest.mark.parametrize(
+    ("given_name", "expected"),
+    [
+        ("latin1", "latin-1"),
+        ("ISO-8859-1", "latin-1"),
+        ("UTF8", "utf-8"),
+        ("windows-1252", "cp1252"),
+        ("utf-16-le", "utf-16"),
+    ],
+)
+def test_encoding_override_is_normalized(tmp_path, given_name, expected) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"a\n1\n")
+    assert inspect_source(p, given_name).encoding == expected
+
+
+def test_unknown_encoding_override_is_an_ingest_error(tmp_path) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"a\n1\n")
+    with pytest.raises(IngestError, match="unknown encoding"):
+        inspect_source(p, "klingon-8")
+
+
+def test_gzip_is_looked_into(tmp_path) -> None:
+    p = tmp_path / "events.csv.gz"
+    p.write_bytes(gzip.compress(TEXT.encode("cp1252")))
+    src = inspect_source(p)
+    assert (src.format, src.compression, src.encoding) == ("csv", "gzip", "cp1252")
+
+
+def test_gzip_without_a_known_suffix_is_sniffed(tmp_path) -> None:
+    p = tmp_path / "export.gz"
+    p.write_bytes(gzip.compress(b'[{"a": 1}]'))
+    assert inspect_source(p).format == "json"
+
+
+def test_single_member_zip(tmp_path) -> None:
+    p = tmp_path / "export.zip"
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("folder/", "")
+        zf.writestr("__MACOSX/._events.jsonl", "junk")
+        zf.writestr("folder/events.jsonl", '{"a": 1}\n')
+    src = inspect_source(p)
+    assert (src.format, src.compression, src.member) == ("jsonl", "zip", "folder/events.jsonl")
+    assert src.display == f"{p}!folder/events.jsonl"
+
+
+def test_multi_member_zip_is_refused(tmp_path) -> None:
+    p = tmp_path / "export.zip"
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("a.csv", "a\n1\n")
+        zf.writestr("b.csv", "a\n2\n")
+    with pytest.raises(IngestError, match="exactly one file, found 2") as info:
+        inspect_source(p)
+    assert info.value.path == str(p)
+
+
+def test_empty_zip_is_refused(tmp_path) -> None:
+    p = tmp_path / "export.zip"
+    with zipfile.ZipFile(p, "w"):
+        pass
+    with pytest.raises(IngestError, match="found 0"):
+        inspect_source(p)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.csv", b"", "empty"),
+        ("empty.csv.gz", gzip.compress(b""), "empty"),
+        ("broken.csv.gz", b"\x1f\x8b\x08garbage", "cannot read"),
+        ("notgzip.csv.gz", b"a,b\n1,2\n", "cannot read"),
+        ("broken.zip", b"PK\x03\x04 not really", "not a readable zip"),
+    ],
+)
+def test_unreadable_files_are_ingest_errors(tmp_path, name, data, message) -> None:
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(IngestError, match=message) as info:
+        inspect_source(p)
+    assert info.value.path == str(p)
+
+
+def test_missing_file_and_folder_are_ingest_errors(tmp_path) -> None:
+    with pytest.raises(IngestError, match="no such file"):
+        inspect_source(tmp_path / "nope.csv")
+    with pytest.raises(IngestError, match="not a regular file"):
+        inspect_source(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_file_without_read_permission_is_an_ingest_error(tmp_path) -> None:
+    p = tmp_path / "secret.csv"
+    p.write_bytes(b"a\n1\n")
+    p.chmod(0)
+    try:
+        with pytest.raises(IngestError, match="cannot read"):
+            inspect_source(p)
+    finally:
+        p.chmod(0o600)
+
+
+# -- readable_path -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "utf-16"])
+def test_native_encodings_are_read_in_place(tmp_path, encoding) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes("name\ncafé\n".encode(encoding))
+    src = inspect_source(p)
+    assert readable_path(src, tmp_path / "tmp") == (p, encoding)
+    assert not (tmp_path / "tmp").exists()
+
+
+def test_cp1252_is_transcoded_to_utf8_in_chunks(tmp_path) -> None:
+    # more than the 1 MiB chunk, with non-ASCII characters on both sides of the boundary
+    line = "“quoted” – café €\n"
+    text = "col\n" + line * (3 * (1 << 20) // len(line.encode("cp1252")))
+    p = tmp_path / "big.csv"
+    p.write_bytes(text.encode("cp1252"))
+    src = inspect_source(p)
+    assert src.encoding == "cp1252"
+    out, enc = readable_path(src, tmp_path / "tmp")
+    assert enc == "utf-8"
+    assert out.parent == tmp_path / "tmp"
+    assert out.read_text(encoding="utf-8") == text
+
+
+def test_zip_member_is_extracted(tmp_path) -> None:
+    p = tmp_path / "export.zip"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("inner/events.csv", TEXT.encode("utf-16"))
+    src = inspect_source(p)
+    out, enc = readable_path(src, tmp_path / "tmp")
+    assert out.name.endswith("events.csv")
+    assert enc == "utf-16"
+    assert out.read_bytes() == TEXT.encode("utf-16")
+
+
+def test_gzipped_cp1252_is_decompressed_and_transcoded(tmp_path) -> None:
+    p = tmp_path / "events.csv.gz"
+    p.write_bytes(gzip.compress(TEXT.encode("cp1252")))
+    out, enc = readable_path(inspect_source(p), tmp_path / "tmp")
+    assert enc == "utf-8"
+    assert out.suffix == ".csv"
+    assert out.read_text(encoding="utf-8") == TEXT
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_json_that_is_not_utf8_is_transcoded(tmp_path, encoding) -> None:
+    # read_json only reads UTF-8, even where read_csv takes latin-1 or utf-16 natively
+    p = tmp_path / "items.json"
+    p.write_bytes('[{"title": "café"}]'.encode(encoding))
+    out, enc = readable_path(inspect_source(p), tmp_path / "tmp")
+    assert enc == "utf-8"
+    assert out.read_text(encoding="utf-8") == '[{"title": "café"}]'
+
+
+def test_gzipped_parquet_is_decompressed(tmp_path) -> None:
+    p = tmp_path / "items.parquet.gz"
+    p.write_bytes(gzip.compress(b"PAR1 fake"))
+    src = inspect_source(p)
+    assert (src.format, src.compression) == ("parquet", "gzip")
+    out, _ = readable_path(src, tmp_path / "tmp")
+    assert out.suffix == ".parquet"
+    assert out.read_bytes() == b"PAR1 fake"
