@@ -233,7 +233,17 @@ def test_file_without_read_permission_is_an_ingest_error(tmp_path) -> None:
 # -- readable_path -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "utf-16"])
+def test_latin1_is_transcoded_even_with_c1_bytes(tmp_path) -> None:
+    # DuckDB's own latin-1 reader refuses 0x80-0x9F; Python's codec takes every byte.
+    p = tmp_path / "a.csv"
+    p.write_bytes("name\ncafé\n".encode("latin-1") + b"x\x85y\n")
+    src = inspect_source(p, "latin-1")
+    path, enc = readable_path(src, tmp_path / "tmp")
+    assert enc == "utf-8"
+    assert path.read_text(encoding="utf-8") == "name\ncafé\nx\x85y\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
 def test_native_encodings_are_read_in_place(tmp_path, encoding) -> None:
     p = tmp_path / "a.csv"
     p.write_bytes("name\ncafé\n".encode(encoding))

@@ -44,7 +44,7 @@ def test_real_online_retail_known_counts(shared_data: Path, workspace: Workspace
         # British Summer Time: a July invoice at local hh:mm is stored one hour earlier in UTC.
         _, summer = wh.query(
             f"SELECT e.ts, r.InvoiceDate FROM events e JOIN read_parquet('{path}') r "
-            "ON e.session_id = r.InvoiceNo WHERE r.InvoiceDate >= '2011-07-01' LIMIT 1")
+            "ON e.session_id = r.InvoiceNo WHERE r.InvoiceDate BETWEEN '2011-07-01' AND '2011-08-01' LIMIT 1")
         utc, local = summer[0]
         assert (local - utc.replace(tzinfo=None)).total_seconds() == 3600
 

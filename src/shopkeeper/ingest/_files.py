@@ -22,7 +22,9 @@ FileFormat = Literal["csv", "json", "jsonl", "parquet"]
 Compression = Literal["none", "gzip", "zip"]
 
 _CHUNK = 1 << 20
-_NATIVE_ENCODINGS = {"utf-8": "utf-8", "latin-1": "latin-1", "utf-16": "utf-16"}
+_NATIVE_ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16"}
+"""Encodings DuckDB reads itself. Its latin-1 reader refuses bytes 0x80-0x9F, so latin-1
+is transcoded by Python, whose codec accepts every byte."""
 _SUFFIX_FORMAT: dict[str, FileFormat] = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".psv": "csv", ".data": "csv", ".dat": "csv",
     ".base": "csv", ".test": "csv", ".item": "csv", ".user": "csv",
