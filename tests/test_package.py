@@ -17,8 +17,16 @@ from shopkeeper.ingest import AdapterContext, get_adapter
 from tests.conftest import SAMPLES
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "shopkeeper"
-PACKAGES = ["shopkeeper", "shopkeeper.clean", "shopkeeper.config", "shopkeeper.ingest",
-            "shopkeeper.logging", "shopkeeper.schema", "shopkeeper.warehouse", "shopkeeper.cli"]
+PACKAGES = [
+    "shopkeeper",
+    "shopkeeper.clean",
+    "shopkeeper.config",
+    "shopkeeper.ingest",
+    "shopkeeper.logging",
+    "shopkeeper.schema",
+    "shopkeeper.warehouse",
+    "shopkeeper.cli",
+]
 
 
 def _isort_key(name: str) -> tuple[int, str]:
@@ -46,20 +54,24 @@ def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
-                "shopkeeper."):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("shopkeeper.")
+        ):
             found.add(node.module.split(".")[1])
     return found
 
 
 @pytest.mark.parametrize("stage", _ORDER)
 def test_imports_go_downstream_only(stage: str) -> None:
-    later = set(_ORDER[_ORDER.index(stage) + 1:])
+    later = set(_ORDER[_ORDER.index(stage) + 1 :])
     for path in (SRC / stage).rglob("*.py"):
         assert not (_imports(path) & later), f"{path} imports a later stage"
         if stage in ("ingest", "clean"):
             text = path.read_text(encoding="utf-8")
-            assert "import torch" not in text and "fastapi" not in text
+            assert "import torch" not in text
+            assert "fastapi" not in text
 
 
 def test_cleaning_sql_transpiles_to_spark(duckdb_con: object) -> None:
@@ -69,7 +81,8 @@ def test_cleaning_sql_transpiles_to_spark(duckdb_con: object) -> None:
     assert isinstance(duckdb_con, duckdb.DuckDBPyConnection)
     ctx = AdapterContext(duckdb_con, Path("/tmp/shopkeeper-transpile"))
     plans = get_adapter("online-retail").plan(
-        ctx, SAMPLES / "online-retail-2010-12.csv.gz", None, None)
+        ctx, SAMPLES / "online-retail-2010-12.csv.gz", None, None
+    )
     pseudo = Pseudonymizer((b"k" * 32,))
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for plan in plans:
@@ -78,8 +91,13 @@ def test_cleaning_sql_transpiles_to_spark(duckdb_con: object) -> None:
         present = {n for n in sqls if not n.startswith("_")}
         ctes, _, case = _set_rules_sql(plan, cfg, present, "items_src", "m")
         dedup, _ = _dedup_case(plan, cfg, present)
-        for sql in [*stmts, f"WITH {', '.join(ctes) or 'x AS (SELECT 1)'} SELECT {case}",
-                    f"SELECT {dedup} FROM t"]:
-            spark = sqlglot.transpile(sql, read="duckdb", write="spark",
-                                      unsupported_level=sqlglot.ErrorLevel.RAISE)
-            assert spark and spark[0]
+        for sql in [
+            *stmts,
+            f"WITH {', '.join(ctes) or 'x AS (SELECT 1)'} SELECT {case}",
+            f"SELECT {dedup} FROM t",
+        ]:
+            spark = sqlglot.transpile(
+                sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE
+            )
+            assert spark
+            assert spark[0]

@@ -17,9 +17,11 @@ Hierarchy::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class ShopkeeperError(Exception):
@@ -123,7 +125,9 @@ class ModelNotTrainedError(ShopkeeperError):
 class PluginNotFoundError(NotFoundError):
     """An unknown plugin name; the message lists the known names."""
 
-    def __init__(self, kind: str, name: str, known: Sequence[str], extra: str | None = None) -> None:
+    def __init__(
+        self, kind: str, name: str, known: Sequence[str], extra: str | None = None
+    ) -> None:
         hint = f"; install with pip install 'shopkeeper[{extra}]'" if extra else ""
         super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}{hint}")
 

@@ -15,30 +15,58 @@ from tests.conftest import SAMPLES
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-c", "from shopkeeper.cli import main; main()", "--home", str(home),
-         *args],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-c",
+            "from shopkeeper.cli import main; main()",
+            "--home",
+            str(home),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("cli") / "ws"
-    out = run(home, "ingest", str(SAMPLES / "online-retail-2010-12.csv.gz"),
-              "--adapter", "online-retail", "--json")
+    out = run(
+        home,
+        "ingest",
+        str(SAMPLES / "online-retail-2010-12.csv.gz"),
+        "--adapter",
+        "online-retail",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     return home
 
 
 def test_ingest_json_contract(demo_home: Path) -> None:
-    out = run(demo_home, "--json", "ingest", str(SAMPLES / "online-retail-2010-12.csv.gz"),
-              "--adapter", "online-retail")
+    out = run(
+        demo_home,
+        "--json",
+        "ingest",
+        str(SAMPLES / "online-retail-2010-12.csv.gz"),
+        "--adapter",
+        "online-retail",
+    )
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout)
     assert [r["asset"] for r in results] == ["items", "users", "events"]
     for r in results:
-        assert set(r) >= {"asset", "version", "input_rows", "clean_rows", "quarantined_rows",
-                          "duplicate_rows", "reasons"}
+        assert set(r) >= {
+            "asset",
+            "version",
+            "input_rows",
+            "clean_rows",
+            "quarantined_rows",
+            "duplicate_rows",
+            "reasons",
+        }
         assert r["input_rows"] == r["clean_rows"] + r["quarantined_rows"] + r["duplicate_rows"]
         assert r["input_rows"] == 42481
         assert r["status"] == "unchanged"
@@ -56,12 +84,31 @@ def test_catalog_quality_lineage_sql(demo_home: Path) -> None:
     assert any(n.startswith("file:") for n in lineage["nodes"])
     rows = json.loads(run(demo_home, "sql", "SELECT count(*) AS n FROM events", "--json").stdout)
     assert rows == [{"n": next(c["rows"] for c in catalog if c["asset"] == "events")}]
-    q = json.loads(run(demo_home, "quarantine", "events", "--reason", "non_product_code",
-                       "--limit", "2", "--json").stdout)
+    q = json.loads(
+        run(
+            demo_home,
+            "quarantine",
+            "events",
+            "--reason",
+            "non_product_code",
+            "--limit",
+            "2",
+            "--json",
+        ).stdout
+    )
     assert len(q) == 2
     assert q[0]["source_line"] > 1
-    assert json.loads(q[0]["raw"])["StockCode"] in {"POST", "DOT", "M", "C2", "D", "S",
-                                                    "BANK CHARGES", "AMAZONFEE", "CRUK"}
+    assert json.loads(q[0]["raw"])["StockCode"] in {
+        "POST",
+        "DOT",
+        "M",
+        "C2",
+        "D",
+        "S",
+        "BANK CHARGES",
+        "AMAZONFEE",
+        "CRUK",
+    }
 
 
 def test_exit_codes_and_messages(demo_home: Path, tmp_path: Path) -> None:
@@ -71,14 +118,16 @@ def test_exit_codes_and_messages(demo_home: Path, tmp_path: Path) -> None:
     assert "Traceback" not in write.stderr
     missing = run(demo_home, "ingest", str(tmp_path / "nope.csv"), "--kind", "events")
     assert missing.returncode == 2
-    assert "nope.csv" in missing.stderr and "no such file" in missing.stderr
+    assert "nope.csv" in missing.stderr
+    assert "no such file" in missing.stderr
     mapping = tmp_path / "m.yaml"
     mapping.write_text("columns:\n  user_id: [unclosed\n", encoding="utf-8")
     src = tmp_path / "events.csv"
     src.write_text("user_id,item_id,event_type,ts\nu,i,view,2024-01-01\n", encoding="utf-8")
     bad_map = run(demo_home, "ingest", str(src), "--mapping", str(mapping))
     assert bad_map.returncode == 2
-    assert "m.yaml" in bad_map.stderr and "line" in bad_map.stderr
+    assert "m.yaml" in bad_map.stderr
+    assert "line" in bad_map.stderr
     no_col = run(demo_home, "ingest", str(src), "--kind", "items")
     assert no_col.returncode == 2
     assert "title" in no_col.stderr
@@ -94,9 +143,14 @@ def test_exit_codes_and_messages(demo_home: Path, tmp_path: Path) -> None:
 
 def test_pseudonym_lookup_matches_stored_ids(demo_home: Path) -> None:
     pseudo = json.loads(run(demo_home, "privacy", "pseudonym", "17850", "--json").stdout)
-    rows = json.loads(run(demo_home, "sql",
-                          f"SELECT count(*) AS n FROM events WHERE user_id = "
-                          f"'{pseudo['user_id']}'", "--json").stdout)
+    rows = json.loads(
+        run(
+            demo_home,
+            "sql",
+            f"SELECT count(*) AS n FROM events WHERE user_id = '{pseudo['user_id']}'",
+            "--json",
+        ).stdout
+    )
     assert rows[0]["n"] > 0
 
 

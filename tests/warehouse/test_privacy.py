@@ -16,15 +16,20 @@ from shopkeeper.warehouse import (
 )
 
 RAW_IDS = ("alice.smith@example.com", "CUST-000042-SECRET", "4242")
-EVENTS = "\n".join([
-    "user_id,item_id,event_type,ts,query",
-    f"{RAW_IDS[0]},i1,view,2024-01-01 10:00:00,red mug",
-    f"{RAW_IDS[1]},i2,search,2024-01-01 10:05:00,call me on +44 20 7946 0958",
-    f"{RAW_IDS[1]},i2,search,2024-01-01 10:05:00,call me on +44 20 7946 0958",
-    f"{RAW_IDS[2]},i3,nonsense,2024-01-01 10:06:00,",
-    f"{RAW_IDS[0]},i1,view,2024-01-01,extra,fields,here",
-    f"{RAW_IDS[2]},i4,view,not a time,",
-]) + "\n"
+EVENTS = (
+    "\n".join(
+        [
+            "user_id,item_id,event_type,ts,query",
+            f"{RAW_IDS[0]},i1,view,2024-01-01 10:00:00,red mug",
+            f"{RAW_IDS[1]},i2,search,2024-01-01 10:05:00,call me on +44 20 7946 0958",
+            f"{RAW_IDS[1]},i2,search,2024-01-01 10:05:00,call me on +44 20 7946 0958",
+            f"{RAW_IDS[2]},i3,nonsense,2024-01-01 10:06:00,",
+            f"{RAW_IDS[0]},i1,view,2024-01-01,extra,fields,here",
+            f"{RAW_IDS[2]},i4,view,not a time,",
+        ]
+    )
+    + "\n"
+)
 
 
 def _every_stored_value(ws: Workspace) -> str:
@@ -58,7 +63,8 @@ def test_no_raw_user_id_in_any_table(tmp_path: Path, workspace: Workspace) -> No
     with Warehouse(workspace, read_only=True) as wh:
         _, rows = wh.query("SELECT DISTINCT user_id FROM events ORDER BY 1")
         assert sorted(r[0] for r in rows) == sorted(
-            {pseudo.pseudonymize(RAW_IDS[0]), pseudo.pseudonymize(RAW_IDS[1])})
+            {pseudo.pseudonymize(RAW_IDS[0]), pseudo.pseudonymize(RAW_IDS[1])}
+        )
         _, q = wh.query("SELECT raw FROM quarantine WHERE reason = 'invalid_event_type'")
         assert json.loads(q[0][0])["user_id"] == pseudo.pseudonymize(RAW_IDS[2])
         _, m = wh.query("SELECT raw FROM quarantine WHERE reason = 'malformed_row'")
@@ -71,8 +77,7 @@ def test_key_file_is_private(workspace: Workspace) -> None:
     assert workspace.keys.path.stat().st_mode & 0o777 == 0o600
 
 
-def test_rotation_rekeys_latest_versions_consistently(tmp_path: Path,
-                                                      workspace: Workspace) -> None:
+def test_rotation_rekeys_latest_versions_consistently(tmp_path: Path, workspace: Workspace) -> None:
     src = tmp_path / "events.csv"
     src.write_text(EVENTS, encoding="utf-8")
     ingest(workspace, IngestRequest(src, kind="events"))
@@ -83,12 +88,16 @@ def test_rotation_rekeys_latest_versions_consistently(tmp_path: Path,
     assert len(new.keys) == 2
     assert new.pseudonymize(RAW_IDS[0]) != old
     later = tmp_path / "events_later.csv"
-    later.write_text(f"user_id,item_id,event_type,ts\n{RAW_IDS[0]},i9,view,2024-03-01\n",
-                     encoding="utf-8")
+    later.write_text(
+        f"user_id,item_id,event_type,ts\n{RAW_IDS[0]},i9,view,2024-03-01\n", encoding="utf-8"
+    )
     ingest(workspace, IngestRequest(later, kind="events"))
     with Warehouse(workspace, read_only=True) as wh:
-        _, rows = wh.query("SELECT count(*) FROM events WHERE user_id = ?"
-                           .replace("?", f"'{new.pseudonymize(RAW_IDS[0])}'"))
+        _, rows = wh.query(
+            "SELECT count(*) FROM events WHERE user_id = ?".replace(
+                "?", f"'{new.pseudonymize(RAW_IDS[0])}'"
+            )
+        )
         assert rows == [(2,)]  # the re-keyed old event and the new one share the pseudonym
         _, old_rows = wh.query(f"SELECT count(*) FROM events_v1 WHERE user_id = '{old}'")
         assert old_rows == [(1,)]

@@ -39,26 +39,40 @@ def test_upsert_keeps_history_and_latest_wins(tmp_path: Path, workspace: Workspa
     assert out[0]["rows"] == 4
     with Warehouse(workspace, read_only=True) as wh:
         _, rows = wh.query("SELECT item_id, title FROM items ORDER BY item_id")
-        assert rows == [("i1", "Red mug"), ("i2", "Blue mug (large)"), ("i3", "Green mug"),
-                        ("i4", "Teapot")]
+        assert rows == [
+            ("i1", "Red mug"),
+            ("i2", "Blue mug (large)"),
+            ("i3", "Green mug"),
+            ("i4", "Teapot"),
+        ]
         _, old = wh.query("SELECT title FROM items_v1 WHERE item_id = 'i2'")
         assert old == [("Blue mug",)]
         assert [v.version for v in wh.versions("items")] == [1, 2]
         graph = lineage_graph(wh, "items")
-        assert {"from": "asset:items@v1", "to": "asset:items@v2", "relation": "previous"} in \
-            graph["edges"]
+        assert {"from": "asset:items@v1", "to": "asset:items@v2", "relation": "previous"} in graph[
+            "edges"
+        ]
 
 
 def test_events_append_and_accounting(tmp_path: Path, workspace: Workspace) -> None:
     ingest(workspace, IngestRequest(_write(tmp_path, "items.csv", ITEMS_1), kind="items"))
-    first = ingest(workspace, IngestRequest(_write(tmp_path, "ev1.csv", EVENTS_1),
-                                            kind="events"))[0]
-    assert first == first | {"input_rows": 4, "clean_rows": 2, "quarantined_rows": 1,
-                             "duplicate_rows": 1}
+    first = ingest(workspace, IngestRequest(_write(tmp_path, "ev1.csv", EVENTS_1), kind="events"))[
+        0
+    ]
+    assert first == first | {
+        "input_rows": 4,
+        "clean_rows": 2,
+        "quarantined_rows": 1,
+        "duplicate_rows": 1,
+    }
     assert first["reasons"] == {"exact_duplicate": 1, "missing_user_id": 1}
-    second = ingest(workspace, IngestRequest(
-        _write(tmp_path, "ev2.csv", "user_id,item_id,event_type,ts\nu3,i2,click,2024-02-01\n"),
-        kind="events"))[0]
+    second = ingest(
+        workspace,
+        IngestRequest(
+            _write(tmp_path, "ev2.csv", "user_id,item_id,event_type,ts\nu3,i2,click,2024-02-01\n"),
+            kind="events",
+        ),
+    )[0]
     assert second["version"] == 2
     assert second["rows"] == 3
     with Warehouse(workspace, read_only=True) as wh:
@@ -97,10 +111,14 @@ def test_unreadable_file_changes_nothing(tmp_path: Path, workspace: Workspace) -
 def test_sql_is_read_only(tmp_path: Path, workspace: Workspace) -> None:
     ingest(workspace, IngestRequest(_write(tmp_path, "items.csv", ITEMS_1), kind="items"))
     with Warehouse(workspace, read_only=True) as wh:
-        for stmt in ("DELETE FROM items", "CREATE TABLE x AS SELECT 1",
-                     "INSERT INTO meta.versions SELECT * FROM meta.versions",
-                     f"COPY items TO '{tmp_path / 'x.csv'}'", "ATTACH 'x.db' AS x",
-                     "SELECT 1; DROP TABLE meta.versions"):
+        for stmt in (
+            "DELETE FROM items",
+            "CREATE TABLE x AS SELECT 1",
+            "INSERT INTO meta.versions SELECT * FROM meta.versions",
+            f"COPY items TO '{tmp_path / 'x.csv'}'",
+            "ATTACH 'x.db' AS x",
+            "SELECT 1; DROP TABLE meta.versions",
+        ):
             with pytest.raises(ReadOnlyQueryError):
                 wh.query(stmt)
         names, rows = wh.query("SELECT count(*) AS n FROM items")
@@ -111,8 +129,10 @@ def test_sql_is_read_only(tmp_path: Path, workspace: Workspace) -> None:
 
 def test_unknown_asset_lists_known(tmp_path: Path, workspace: Workspace) -> None:
     ingest(workspace, IngestRequest(_write(tmp_path, "items.csv", ITEMS_1), kind="items"))
-    with Warehouse(workspace, read_only=True) as wh, pytest.raises(NotFoundError,
-                                                                    match="known: items"):
+    with (
+        Warehouse(workspace, read_only=True) as wh,
+        pytest.raises(NotFoundError, match="known: items"),
+    ):
         wh.version("orders")
 
 

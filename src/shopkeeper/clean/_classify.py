@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from shopkeeper.clean._columns import ColumnSql, column_sql, pack_attributes_sql
 from shopkeeper.clean._config import CleaningConfig
-from shopkeeper.clean._pii import Pseudonymizer
-from shopkeeper.clean._text import norm_id
 from shopkeeper.clean._reasons import Reason, reason_code
+from shopkeeper.clean._text import norm_id
 from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
 from shopkeeper.ingest._plan import UPSERT_KEYS
 from shopkeeper.schema import columns, duckdb_type
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from shopkeeper.clean._pii import Pseudonymizer
 
 _PRICE_GROUP = {"events": "item_id", "items": "category_path"}
 _TS_COLUMN = {"events": "ts", "reviews": "ts", "items": "updated_at", "users": "created_at"}
@@ -53,19 +56,23 @@ def _column_sqls(plan: AssetPlan, pseudo: Pseudonymizer) -> dict[str, ColumnSql]
             out["attributes"] = ColumnSql(pack_attributes_sql(rest, mask=plan.kind == "users"))
     if plan.base_currency and "price" in out and "currency" in out:
         cur = out["currency"].expr
-        whens = " ".join(f"WHEN {sql_literal(k.upper())} THEN {v!r}"
-                         for k, v in plan.fx_rates.items())
+        whens = " ".join(
+            f"WHEN {sql_literal(k.upper())} THEN {v!r}" for k, v in plan.fx_rates.items()
+        )
         rate = f"(CASE {cur} WHEN {sql_literal(plan.base_currency.upper())} THEN 1.0 {whens} END)"
         # An unknown rate leaves the price as it is; the unknown_currency rule catches it.
         out["price"].expr = f"({out['price'].expr}) * coalesce({rate}, 1.0)"
         out["_fx_rate"] = ColumnSql(rate)
-        out["currency"] = ColumnSql(f"CASE WHEN {rate} IS NOT NULL "
-                                    f"THEN {sql_literal(plan.base_currency.upper())} ELSE {cur} END")
+        out["currency"] = ColumnSql(
+            f"CASE WHEN {rate} IS NOT NULL "
+            f"THEN {sql_literal(plan.base_currency.upper())} ELSE {cur} END"
+        )
     return out
 
 
-def _row_rules(plan: AssetPlan, sqls: dict[str, ColumnSql], cfg: CleaningConfig,
-               now: datetime) -> list[tuple[str, str, str | None]]:
+def _row_rules(
+    plan: AssetPlan, sqls: dict[str, ColumnSql], cfg: CleaningConfig, now: datetime
+) -> list[tuple[str, str, str | None]]:
     """(condition, code, column) in precedence order, over the mapped table."""
     rules: list[tuple[str, str, str | None]] = []
     for col in columns(plan.kind):
@@ -74,47 +81,78 @@ def _row_rules(plan: AssetPlan, sqls: dict[str, ColumnSql], cfg: CleaningConfig,
         if col.required and s is not None and s.raw is None:
             rules.append((f"{c} IS NULL", reason_code(Reason.MISSING, col.name), col.name))
         elif col.required and s is not None:
-            rules.append((f'"_raw_{col.name}" IS NULL', reason_code(Reason.MISSING, col.name),
-                          col.name))
+            rules.append(
+                (f'"_raw_{col.name}" IS NULL', reason_code(Reason.MISSING, col.name), col.name)
+            )
     for col in columns(plan.kind):
         s = sqls.get(col.name)
         if s is not None and s.raw is not None:
-            rules.append((f'"_raw_{col.name}" IS NOT NULL AND {quote_ident(col.name)} IS NULL',
-                          reason_code(Reason.UNPARSEABLE, col.name), col.name))
+            rules.append(
+                (
+                    f'"_raw_{col.name}" IS NOT NULL AND {quote_ident(col.name)} IS NULL',
+                    reason_code(Reason.UNPARSEABLE, col.name),
+                    col.name,
+                )
+            )
     for col in columns(plan.kind):
         s = sqls.get(col.name)
         if s is not None and s.encoding_check is not None:
-            rules.append((f'coalesce("_enc_{col.name}", false)', Reason.INVALID_ENCODING.value,
-                          col.name))
+            rules.append(
+                (f'coalesce("_enc_{col.name}", false)', Reason.INVALID_ENCODING.value, col.name)
+            )
     if "event_type" in sqls:
-        rules.append((f"event_type NOT IN ({_lit_list(cfg.event_types)})",
-                      Reason.INVALID_EVENT_TYPE.value, "event_type"))
+        rules.append(
+            (
+                f"event_type NOT IN ({_lit_list(cfg.event_types)})",
+                Reason.INVALID_EVENT_TYPE.value,
+                "event_type",
+            )
+        )
     if "currency" in sqls:
-        rules.append(("currency IS NOT NULL AND NOT regexp_matches(currency, '^[A-Z]{3}$')",
-                      Reason.INVALID_CURRENCY.value, "currency"))
+        rules.append(
+            (
+                "currency IS NOT NULL AND NOT regexp_matches(currency, '^[A-Z]{3}$')",
+                Reason.INVALID_CURRENCY.value,
+                "currency",
+            )
+        )
     if "_fx_rate" in sqls:
-        rules.append(('price IS NOT NULL AND "_fx_rate" IS NULL', Reason.UNKNOWN_CURRENCY.value,
-                      "currency"))
-    rules.extend((f'coalesce("_x{i}", false)', r.code, r.column)
-                 for i, r in enumerate(plan.extra_rules))
+        rules.append(
+            ('price IS NOT NULL AND "_fx_rate" IS NULL', Reason.UNKNOWN_CURRENCY.value, "currency")
+        )
+    rules.extend(
+        (f'coalesce("_x{i}", false)', r.code, r.column) for i, r in enumerate(plan.extra_rules)
+    )
     ts = _TS_COLUMN.get(plan.kind)
     if ts and ts in sqls:
         horizon = now + timedelta(hours=cfg.future_tolerance_hours)
-        rules.append((f"{ts} > TIMESTAMPTZ {sql_literal(horizon.isoformat())}",
-                      Reason.FUTURE_TIMESTAMP.value, ts))
-        rules.append((f"{ts} < TIMESTAMPTZ {sql_literal(cfg.data_start.isoformat())}",
-                      Reason.TIMESTAMP_BEFORE_START.value, ts))
+        rules.append(
+            (
+                f"{ts} > TIMESTAMPTZ {sql_literal(horizon.isoformat())}",
+                Reason.FUTURE_TIMESTAMP.value,
+                ts,
+            )
+        )
+        rules.append(
+            (
+                f"{ts} < TIMESTAMPTZ {sql_literal(cfg.data_start.isoformat())}",
+                Reason.TIMESTAMP_BEFORE_START.value,
+                ts,
+            )
+        )
     if "price" in sqls:
         rules.append(("price <= 0", Reason.NONPOSITIVE_PRICE.value, "price"))
     if "quantity" in sqls:
-        rules.append((f"abs(quantity) > {cfg.max_abs_quantity}", Reason.ABSURD_QUANTITY.value,
-                      "quantity"))
+        rules.append(
+            (f"abs(quantity) > {cfg.max_abs_quantity}", Reason.ABSURD_QUANTITY.value, "quantity")
+        )
     return rules
 
 
 def _case(rules: list[tuple[str, str, str | None]], first: str | None = None) -> tuple[str, str]:
     whens: list[tuple[str, str, str | None]] = (
-        [(first, Reason.EXACT_DUPLICATE.value, None)] if first else [])
+        [(first, Reason.EXACT_DUPLICATE.value, None)] if first else []
+    )
     whens += rules
     if not whens:
         return "NULL::VARCHAR", "NULL::VARCHAR"
@@ -141,8 +179,9 @@ def _layered_sources(plan: AssetPlan) -> tuple[AssetPlan, list[str]]:
     return replace(plan, sources=sources), layer
 
 
-def build_mapped_sql(plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig,
-                     now: datetime, table: str) -> tuple[list[str], dict[str, ColumnSql]]:
+def build_mapped_sql(
+    plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig, now: datetime, table: str
+) -> tuple[list[str], dict[str, ColumnSql]]:
     """SQL statements creating the mapped table: parsed columns, row-local reason, dup flag.
 
     Work that does not depend on the asset is shared through tables named after the
@@ -177,12 +216,14 @@ def build_mapped_sql(plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig
         if s.encoding_check is not None:
             inner.append(f'{s.encoding_check} AS "_enc_{name}"')
         inner.extend(f"{flag} AS {quote_ident(alias)}" for alias, flag in s.pii_flags.items())
-    inner.extend(f"({r.condition}) AS \"_x{i}\"" for i, r in enumerate(plan.extra_rules))
+    inner.extend(f'({r.condition}) AS "_x{i}"' for i, r in enumerate(plan.extra_rules))
     inner.append("_dup")
     reason, column = _case(_row_rules(plan, sqls, cfg, now), first="_dup")
     where = f" WHERE {plan.where}" if plan.where else ""
-    base = (f"(SELECT s.*, _d._o IS NOT NULL AS _dup{''.join(', ' + x for x in layer)} "
-            f"FROM {stage.from_sql()}{joins}{where})")
+    base = (
+        f"(SELECT s.*, _d._o IS NOT NULL AS _dup{''.join(', ' + x for x in layer)} "
+        f"FROM {stage.from_sql()}{joins}{where})"
+    )
     stmts.append(
         f"CREATE TEMP TABLE {table} AS SELECT *, {reason} AS _r1, {column} AS _c1 FROM "
         f"(SELECT {', '.join(inner)} FROM {base})"
@@ -190,8 +231,9 @@ def build_mapped_sql(plan: AssetPlan, pseudo: Pseudonymizer, cfg: CleaningConfig
     return stmts, sqls
 
 
-def _set_rules_sql(plan: AssetPlan, cfg: CleaningConfig, present: set[str],
-                   items_source: str | None, mapped: str) -> tuple[list[str], list[str], str]:
+def _set_rules_sql(
+    plan: AssetPlan, cfg: CleaningConfig, present: set[str], items_source: str | None, mapped: str
+) -> tuple[list[str], list[str], str]:
     """CTEs, joins and the CASE of the set-based rules, over `ok` (rows that passed)."""
     ctes: list[str] = []
     joins: list[str] = []
@@ -208,11 +250,15 @@ def _set_rules_sql(plan: AssetPlan, cfg: CleaningConfig, present: set[str],
             f"GROUP BY 1 HAVING count(*) >= {cfg.price_outlier_min_observations})"
         )
         joins.append(f"LEFT JOIN pstats ON ok.{group} = pstats._pg")
-        threshold = (f"greatest({cfg.price_outlier_mad_k} * 1.4826 * pstats._pmad, "
-                     f"ln({cfg.price_outlier_factor}))")
-        whens.append(f"WHEN pstats._pg IS NOT NULL AND price > 0 AND "
-                     f"abs(ln(price) - pstats._pmed) > {threshold} "
-                     f"THEN '{Reason.PRICE_OUTLIER.value}'")
+        threshold = (
+            f"greatest({cfg.price_outlier_mad_k} * 1.4826 * pstats._pmad, "
+            f"ln({cfg.price_outlier_factor}))"
+        )
+        whens.append(
+            f"WHEN pstats._pg IS NOT NULL AND price > 0 AND "
+            f"abs(ln(price) - pstats._pmed) > {threshold} "
+            f"THEN '{Reason.PRICE_OUTLIER.value}'"
+        )
     if plan.kind == "events" and {"user_id", "ts", "event_type"} <= present:
         ctes.append(
             f"bots AS (SELECT user_id AS _bu FROM (SELECT user_id, "
@@ -234,8 +280,10 @@ def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tupl
         order = _TS_COLUMN.get(plan.kind)
         order_sql = f"{order} DESC NULLS LAST, _ord DESC" if order in present else "_ord DESC"
         keys = ", ".join(key)
-        reason = (f"CASE WHEN _r2 IS NULL AND row_number() OVER (PARTITION BY {keys}, "
-                  f"_r2 IS NULL ORDER BY {order_sql}) > 1 THEN '{Reason.SUPERSEDED.value}' END")
+        reason = (
+            f"CASE WHEN _r2 IS NULL AND row_number() OVER (PARTITION BY {keys}, "
+            f"_r2 IS NULL ORDER BY {order_sql}) > 1 THEN '{Reason.SUPERSEDED.value}' END"
+        )
         extra = ""
         if plan.kind == "users" and "created_at" in present:
             extra = "min(created_at) OVER (PARTITION BY user_id, _r2 IS NULL) AS _first_seen"
@@ -245,8 +293,10 @@ def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tupl
         near = _lit_list(cfg.near_duplicate_event_types)
         part = "user_id, item_id, event_type, _r2 IS NULL, event_type IN (" + near + ")"
         gap = f"epoch(ts) - epoch(lag(ts) OVER (PARTITION BY {part} ORDER BY ts, _ord))"
-        reason = (f"CASE WHEN _r2 IS NULL AND event_type IN ({near}) AND {gap} <= {window} "
-                  f"THEN '{Reason.NEAR_DUPLICATE.value}' END")
+        reason = (
+            f"CASE WHEN _r2 IS NULL AND event_type IN ({near}) AND {gap} <= {window} "
+            f"THEN '{Reason.NEAR_DUPLICATE.value}' END"
+        )
         return reason, ""
     return "NULL::VARCHAR", ""
 
@@ -281,10 +331,17 @@ def classify(
     canon = [c.name for c in columns(plan.kind)]
     pii = tuple(n for s in sqls.values() for n in s.pii_flags)
     keep = ["_ord", "_line", *pii]
-    select_ok = _final_select(plan.kind, canon, present, keep, "coalesce(_r2, _r3)",
-                              "CASE WHEN _r2 IS NOT NULL THEN (CASE WHEN _r2 = 'unknown_item' "
-                              "THEN 'item_id' WHEN _r2 = 'price_outlier' THEN 'price' ELSE "
-                              "'user_id' END) END", bool(extra))
+    select_ok = _final_select(
+        plan.kind,
+        canon,
+        present,
+        keep,
+        "coalesce(_r2, _r3)",
+        "CASE WHEN _r2 IS NOT NULL THEN (CASE WHEN _r2 = 'unknown_item' "
+        "THEN 'item_id' WHEN _r2 = 'price_outlier' THEN 'price' ELSE "
+        "'user_id' END) END",
+        bool(extra),
+    )
     select_bad = _final_select(plan.kind, canon, present, keep, "_r1", "_c1", False)
     con.execute(
         f"CREATE TEMP TABLE {table} AS WITH {with_sql} "
@@ -295,8 +352,15 @@ def classify(
     return CleanedLoad(table, pii)
 
 
-def _final_select(kind: str, canon: list[str], present: set[str], keep: list[str],
-                  reason: str, column: str, first_seen: bool) -> str:
+def _final_select(
+    kind: str,
+    canon: list[str],
+    present: set[str],
+    keep: list[str],
+    reason: str,
+    column: str,
+    first_seen: bool,
+) -> str:
     cols = []
     for c in columns(kind):  # type: ignore[arg-type]
         if c.name == "created_at" and first_seen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shopkeeper.clean._pii import Pseudonymizer, mask_pii_sql, pii_flags_sql
 from shopkeeper.clean._text import (
@@ -13,8 +14,10 @@ from shopkeeper.clean._text import (
     norm_text,
     null_if_marker,
 )
-from shopkeeper.ingest import ColumnSource
 from shopkeeper.schema import CanonicalColumn, duckdb_type
+
+if TYPE_CHECKING:
+    from shopkeeper.ingest import ColumnSource
 
 _ID_COLUMNS = {"user_id", "item_id", "session_id", "query_id"}
 _EPOCH_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000}
@@ -66,8 +69,10 @@ def _json_list(raw: str) -> tuple[str, str]:
     """
     text = f"CAST({raw} AS VARCHAR)"
     test = f"(starts_with(ltrim({text}), '[') AND coalesce(json_valid({text}), false))"
-    items = (f"list_filter(list_transform(json_extract_string({text}, '$[*]'), "
-             f"lambda _e: {norm_text('_e')}), lambda _e: _e IS NOT NULL)")
+    items = (
+        f"list_filter(list_transform(json_extract_string({text}, '$[*]'), "
+        f"lambda _e: {norm_text('_e')}), lambda _e: _e IS NOT NULL)"
+    )
     return test, items
 
 
@@ -83,13 +88,13 @@ def _tags(raw: str, sep: str | None) -> str:
     joined = f"regexp_replace({norm_text(raw)}, '\\s*{splitter}\\s*', '|', 'g')"
     trimmed = f"regexp_replace(regexp_replace({joined}, '\\|+', '|', 'g'), '^\\||\\|$', '', 'g')"
     is_list, items = _json_list(raw)
-    return (f"CASE WHEN {is_list} THEN (CASE WHEN len({items}) > 0 THEN {items} END) "
-            f"WHEN {trimmed} <> '' THEN string_split({trimmed}, '|') END")
+    return (
+        f"CASE WHEN {is_list} THEN (CASE WHEN len({items}) > 0 THEN {items} END) "
+        f"WHEN {trimmed} <> '' THEN string_split({trimmed}, '|') END"
+    )
 
 
-def column_sql(
-    col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer
-) -> ColumnSql:
+def column_sql(col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer) -> ColumnSql:
     """Build the normalize-and-parse SQL of canonical column `col` from `src`."""
     raw = src.raw_sql
     cast = src.spec.cast
@@ -102,8 +107,10 @@ def column_sql(
     if col.name == "currency":
         return ColumnSql(f"upper({null_if_marker(f'CAST({raw} AS VARCHAR)')})")
     if col.name == "category_path" or cast == "category":
-        return ColumnSql(_category(raw, src.spec.separator),
-                         encoding_check=has_replacement_char(f"CAST({raw} AS VARCHAR)"))
+        return ColumnSql(
+            _category(raw, src.spec.separator),
+            encoding_check=has_replacement_char(f"CAST({raw} AS VARCHAR)"),
+        )
     if col.name == "tags" or cast == "tags":
         return ColumnSql(_tags(raw, src.spec.separator))
     typ = duckdb_type(col)
@@ -125,8 +132,11 @@ def column_sql(
     text = norm_text(raw)
     check = has_replacement_char(f"CAST({raw} AS VARCHAR)")
     if col.pii == "masked_free_text":
-        return ColumnSql(mask_pii_sql(text), pii_flags=pii_flags_sql(text, f"_pii_{col.name}"),
-                         encoding_check=check)
+        return ColumnSql(
+            mask_pii_sql(text),
+            pii_flags=pii_flags_sql(text, f"_pii_{col.name}"),
+            encoding_check=check,
+        )
     return ColumnSql(text, encoding_check=check)
 
 

@@ -7,8 +7,15 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt
 
 DEFAULT_EVENT_TYPES = (
-    "view", "click", "add_to_cart", "remove_from_cart", "wishlist", "purchase", "return",
-    "rating", "search",
+    "view",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "wishlist",
+    "purchase",
+    "return",
+    "rating",
+    "search",
 )
 
 

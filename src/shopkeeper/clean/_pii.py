@@ -14,9 +14,12 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shopkeeper.errors import WarehouseError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PSEUDONYM_HEX = 32
 """Pseudonyms keep 128 bits of the HMAC, as hex."""
@@ -30,8 +33,11 @@ PHONE_RE = (
     r"|\+[0-9]{1,3}[ .\-]?[0-9](?:[ .\-]?[0-9]{2}){4}\b"
 )
 """Separated phone numbers or `+` international ones; bare digit runs (model numbers) stay."""
-PII_PATTERNS = (("email", EMAIL_RE, "[EMAIL]"), ("card", CARD_RE, "[CARD]"),
-                ("phone", PHONE_RE, "[PHONE]"))
+PII_PATTERNS = (
+    ("email", EMAIL_RE, "[EMAIL]"),
+    ("card", CARD_RE, "[CARD]"),
+    ("phone", PHONE_RE, "[PHONE]"),
+)
 """Order matters: cards before phones, so a card number is not half-read as a phone."""
 
 
@@ -45,12 +51,13 @@ def mask_pii_sql(expr: str) -> str:
 
 def pii_flags_sql(expr: str, prefix: str) -> dict[str, str]:
     """One boolean column per PII kind: does `expr` contain it."""
-    return {f"{prefix}_{kind}": f"coalesce(regexp_matches({expr}, '{pattern}'), false)"
-            for kind, pattern, _ in PII_PATTERNS}
+    return {
+        f"{prefix}_{kind}": f"coalesce(regexp_matches({expr}, '{pattern}'), false)"
+        for kind, pattern, _ in PII_PATTERNS
+    }
 
 
-_SQL_TRIM = "".join(map(chr, (0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F,
-                              0x3000)))
+_SQL_TRIM = "".join(map(chr, (0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)))
 """What DuckDB's trim() removes: the Unicode space separators (Zs), not tabs or newlines."""
 
 
@@ -92,7 +99,8 @@ class Pseudonymizer:
     def pseudonymize(self, raw_id: str) -> str:
         """The pseudonym of one raw id, as stored in every table.
 
-        >>> Pseudonymizer((b"k",)).pseudonymize("17850") == Pseudonymizer((b"k",)).pseudonymize("17850")
+        >>> p = Pseudonymizer((b"k",))
+        >>> p.pseudonymize("17850") == p.pseudonymize(" 17850.0 ")
         True
         """
         out = normalize_id(raw_id)
@@ -145,22 +153,24 @@ class KeyStore:
 
     def promote_pending(self) -> None:
         """Make the pending chain current."""
-        os.replace(self.pending_path, self.path)
+        self.pending_path.replace(self.path)
 
     def discard_pending(self) -> None:
         """Forget a rotation whose catalog commit never happened."""
         self.pending_path.unlink(missing_ok=True)
 
-    def _write(self, keys: list[bytes], path: Path | None = None,
-               load_id: str | None = None) -> None:
+    def _write(
+        self, keys: list[bytes], path: Path | None = None, load_id: str | None = None
+    ) -> None:
         target = path or self.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(target.parent, 0o700)
+        target.parent.chmod(0o700)
         tmp = target.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"algorithm": "HMAC-SHA256", "keys": [k.hex() for k in keys],
-                       "load_id": load_id}, f)
+            json.dump(
+                {"algorithm": "HMAC-SHA256", "keys": [k.hex() for k in keys], "load_id": load_id}, f
+            )
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        tmp.replace(target)

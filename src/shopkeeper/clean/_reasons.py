@@ -40,9 +40,7 @@ class Reason(StrEnum):
     """Postage, fees, adjustments and other codes that are not products."""
 
 
-DUPLICATE_REASONS = frozenset(
-    {Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE, Reason.SUPERSEDED}
-)
+DUPLICATE_REASONS = frozenset({Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE, Reason.SUPERSEDED})
 """Reasons whose rows are counted as duplicates rather than quarantined."""
 
 

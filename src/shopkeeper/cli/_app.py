@@ -67,13 +67,25 @@ def json_option(f: F) -> F:
             ctx.ensure_object(State).json = True
         return value
 
-    return click.option("--json", "json_", is_flag=True, expose_value=False, callback=_cb,
-                        is_eager=False, help="Machine-readable JSON on stdout.")(f)
+    return click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        expose_value=False,
+        callback=_cb,
+        is_eager=False,
+        help="Machine-readable JSON on stdout.",
+    )(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(path_type=Path), envvar="SHOPKEEPER_HOME",
-              default=None, help="Workspace folder (default ./.shopkeeper).")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    envvar="SHOPKEEPER_HOME",
+    default=None,
+    help="Workspace folder (default ./.shopkeeper).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 @click.option("-v", "--verbose", count=True, help="More logs on stderr; -vv for debug.")
 @click.version_option(__version__, prog_name="shopkeeper")

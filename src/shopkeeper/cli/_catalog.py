@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -35,9 +36,15 @@ def catalog_cmd(state: State) -> None:
         table.add_column(col)
     for r in rows:
         fresh = (r["freshness"] or {}).get("latest", "-")
-        table.add_row(r["asset"], r["kind"], f"v{r['version']} of {r['versions']}",
-                      f"{r['rows']:,}", r["quality_status"], str(fresh)[:19],
-                      r["created_at"][:19])
+        table.add_row(
+            r["asset"],
+            r["kind"],
+            f"v{r['version']} of {r['versions']}",
+            f"{r['rows']:,}",
+            r["quality_status"],
+            str(fresh)[:19],
+            r["created_at"][:19],
+        )
     console().print(table)
 
 
@@ -50,19 +57,30 @@ def quality_cmd(state: State, asset: str, version: int | None) -> None:
     """Quality report of ASSET: completeness, ranges, reasons, PII masked, freshness."""
     with Warehouse(state.workspace, read_only=True) as wh:
         v = wh.version(asset, version)
-        history = [{"version": x.version, "status": x.quality.get("status"), "rows": x.row_count,
-                    **x.quality.get("load", {})} for x in wh.versions(asset)]
+        history = [
+            {
+                "version": x.version,
+                "status": x.quality.get("status"),
+                "rows": x.row_count,
+                **x.quality.get("load", {}),
+            }
+            for x in wh.versions(asset)
+        ]
     report = {"asset": v.asset, "version": v.version, **v.quality, "history": history}
     if state.json:
         emit_json(report)
         return
     c = console()
-    c.print(f"[bold]{v.asset}[/] v{v.version}: status [bold]{report['status']}[/], "
-            f"{report['rows']:,} rows")
+    c.print(
+        f"[bold]{v.asset}[/] v{v.version}: status [bold]{report['status']}[/], "
+        f"{report['rows']:,} rows"
+    )
     load = report.get("load", {})
-    c.print(f"last load: {load.get('input_rows', 0):,} in → {load.get('clean_rows', 0):,} clean, "
-            f"{load.get('quarantined_rows', 0):,} quarantined, "
-            f"{load.get('duplicate_rows', 0):,} duplicates")
+    c.print(
+        f"last load: {load.get('input_rows', 0):,} in → {load.get('clean_rows', 0):,} clean, "
+        f"{load.get('quarantined_rows', 0):,} quarantined, "
+        f"{load.get('duplicate_rows', 0):,} duplicates"
+    )
     if report.get("reasons"):
         t = Table(title="reasons")
         t.add_column("code")
@@ -74,8 +92,13 @@ def quality_cmd(state: State, asset: str, version: int | None) -> None:
     for col in ("column", "null rate", "distinct", "min", "max"):
         t.add_column(col)
     for name, p in report.get("columns", {}).items():
-        t.add_row(name, f"{p['null_rate']:.2%}", f"{p['distinct']:,}",
-                  str(p.get("min", p.get("min_length"))), str(p.get("max", p.get("max_length"))))
+        t.add_row(
+            name,
+            f"{p['null_rate']:.2%}",
+            f"{p['distinct']:,}",
+            str(p.get("min", p.get("min_length"))),
+            str(p.get("max", p.get("max_length"))),
+        )
     c.print(t)
     if report.get("pii_masked"):
         c.print(f"PII masked in free text: {report['pii_masked']}")
@@ -102,8 +125,11 @@ def lineage_cmd(state: State, asset: str, version: int | None) -> None:
     def add(tree: Tree, node: str, seen: set[str]) -> None:
         for src, rel in inputs.get(node, []):
             info = graph["nodes"].get(src, {})
-            label = src if info.get("type") != "file" else \
-                f"{src} (sha256 {info['sha256'][:12]}…, {info['bytes']:,} bytes)"
+            label = (
+                src
+                if info.get("type") != "file"
+                else f"{src} (sha256 {info['sha256'][:12]}…, {info['bytes']:,} bytes)"
+            )
             child = tree.add(f"[dim]{rel}[/] {label}")
             if src not in seen:
                 add(child, src, seen | {src})
@@ -156,7 +182,8 @@ def quarantine_cmd(state: State, asset: str, reason: str | None, limit: int) -> 
             cur = wh.con.execute(
                 f"SELECT version, reason, column_name, source_file, source_line, raw, detail "
                 f"FROM quarantine WHERE {where} ORDER BY version, source_line LIMIT {int(limit)}",
-                params)
+                params,
+            )
         except Exception:  # noqa: BLE001 - no quarantine view when nothing was ever rejected
             rows: list[dict[str, Any]] = []
         else:
@@ -170,10 +197,13 @@ def quarantine_cmd(state: State, asset: str, reason: str | None, limit: int) -> 
         t.add_column(n, overflow="fold")
     for r in rows:
         raw = r["raw"]
-        try:
+        with contextlib.suppress(ValueError):
             raw = json.dumps(json.loads(raw), ensure_ascii=False) if raw else ""
-        except ValueError:
-            pass
-        t.add_row(str(r["version"]), r["reason"], r["column_name"] or "",
-                  f"{r['source_file']}:{r['source_line']}", raw[:120])
+        t.add_row(
+            str(r["version"]),
+            r["reason"],
+            r["column_name"] or "",
+            f"{r['source_file']}:{r['source_line']}",
+            raw[:120],
+        )
     console().print(t)

@@ -27,13 +27,16 @@ def _highlights(wh: Warehouse) -> dict[str, Any]:
     _, top = wh.query(
         "SELECT i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
         "FROM events e JOIN items i USING (item_id) WHERE e.event_type = 'purchase' "
-        "GROUP BY 1 ORDER BY purchases DESC, i.title LIMIT 5")
+        "GROUP BY 1 ORDER BY purchases DESC, i.title LIMIT 5"
+    )
     _, returns = wh.query(
         "SELECT count(*) FILTER (WHERE event_type = 'return') AS returns, "
-        "count(DISTINCT user_id) AS customers, min(ts) AS first, max(ts) AS last FROM events")
-    return {"top_items": [{"title": t, "purchases": n, "revenue_gbp": r} for t, n, r in top],
-            "events": dict(zip(("returns", "customers", "first", "last"), returns[0],
-                               strict=True))}
+        "count(DISTINCT user_id) AS customers, min(ts) AS first, max(ts) AS last FROM events"
+    )
+    return {
+        "top_items": [{"title": t, "purchases": n, "revenue_gbp": r} for t, n, r in top],
+        "events": dict(zip(("returns", "customers", "first", "last"), returns[0], strict=True)),
+    }
 
 
 @cli.command("demo")
@@ -46,8 +49,9 @@ def demo_cmd(state: State) -> None:
     for name in SAMPLES:
         if not state.json:
             c.rule(f"ingest {name} --adapter online-retail")
-        out = ingest(state.workspace, IngestRequest(sample_path(name), "online-retail"),
-                     state.settings)
+        out = ingest(
+            state.workspace, IngestRequest(sample_path(name), "online-retail"), state.settings
+        )
         results.extend(out)
         if not state.json:
             render_results(out)
@@ -55,13 +59,22 @@ def demo_cmd(state: State) -> None:
         latest = wh.latest_versions()
         highlights = _highlights(wh)
         lineage = lineage_graph(wh, "events")
-        quality = {v.asset: {"status": v.quality["status"], "rows": v.row_count,
-                             "source_nulls": v.quality.get("source_nulls", {})}
-                   for v in latest}
-    summary = {"workspace": str(state.workspace.home), "ingests": results,
-               "assets": [v.summary() for v in latest], "quality": quality,
-               "highlights": highlights,
-               "lineage_of_events": sorted(lineage["nodes"])}
+        quality = {
+            v.asset: {
+                "status": v.quality["status"],
+                "rows": v.row_count,
+                "source_nulls": v.quality.get("source_nulls", {}),
+            }
+            for v in latest
+        }
+    summary = {
+        "workspace": str(state.workspace.home),
+        "ingests": results,
+        "assets": [v.summary() for v in latest],
+        "quality": quality,
+        "highlights": highlights,
+        "lineage_of_events": sorted(lineage["nodes"]),
+    }
     if state.json:
         emit_json(summary)
         return
@@ -71,15 +84,27 @@ def demo_cmd(state: State) -> None:
     for v in latest:
         load = v.quality.get("load", {})
         share = load.get("quarantined_rows", 0) / max(load.get("input_rows", 1), 1)
-        bad = [(k, n) for k, n in v.reasons.items()
-               if k not in ("superseded", "exact_duplicate", "near_duplicate")]
-        top = f"{bad[0][0]} ({bad[0][1]:,})" if bad else "-"
-        t.add_row(v.asset, f"v{v.version}", f"{v.row_count:,}", v.quality["status"],
-                  f"{share:.1%}", top)
+        bad = [
+            (k, n)
+            for k, n in v.reasons.items()
+            if k not in ("superseded", "exact_duplicate", "near_duplicate")
+        ]
+        top_reason = f"{bad[0][0]} ({bad[0][1]:,})" if bad else "-"
+        t.add_row(
+            v.asset,
+            f"v{v.version}",
+            f"{v.row_count:,}",
+            v.quality["status"],
+            f"{share:.1%}",
+            top_reason,
+        )
     c.print(t)
     nulls = next(iter(quality.values()))["source_nulls"]
-    c.print("Source columns with missing values in the last file: " + ", ".join(
-        f"{k} {n:,}" for k, n in nulls.items() if n), highlight=False)
+    c.print(
+        "Source columns with missing values in the last file: "
+        + ", ".join(f"{k} {n:,}" for k, n in nulls.items() if n),
+        highlight=False,
+    )
     top = Table(title="Top items by purchases (SQL over the clean assets)")
     for col in ("title", "purchases", "revenue GBP"):
         top.add_column(col)
@@ -87,12 +112,15 @@ def demo_cmd(state: State) -> None:
         top.add_row(r["title"], str(r["purchases"]), f"{r['revenue_gbp']:,.2f}")
     c.print(top)
     ev = highlights["events"]
-    c.print(Panel.fit(
-        f"{ev['customers']:,} pseudonymized customers, {ev['returns']:,} returns, "
-        f"events from {str(ev['first'])[:16]} to {str(ev['last'])[:16]} UTC.\n"
-        f"Lineage of {lineage['root']}: "
-        f"{sum(1 for n in lineage['nodes'] if n.startswith('asset:'))} asset versions and "
-        f"{sum(1 for n in lineage['nodes'] if n.startswith('file:'))} source files upstream.\n"
-        f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
-        "lineage events | quarantine events | sql \"SELECT count(*) FROM events\"",
-        title="Highlights"))
+    c.print(
+        Panel.fit(
+            f"{ev['customers']:,} pseudonymized customers, {ev['returns']:,} returns, "
+            f"events from {str(ev['first'])[:16]} to {str(ev['last'])[:16]} UTC.\n"
+            f"Lineage of {lineage['root']}: "
+            f"{sum(1 for n in lineage['nodes'] if n.startswith('asset:'))} asset versions and "
+            f"{sum(1 for n in lineage['nodes'] if n.startswith('file:'))} source files upstream.\n"
+            f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
+            'lineage events | quarantine events | sql "SELECT count(*) FROM events"',
+            title="Highlights",
+        )
+    )

@@ -26,10 +26,21 @@ _NATIVE_ENCODINGS = {"utf-8": "utf-8", "utf-16": "utf-16"}
 """Encodings DuckDB reads itself. Its latin-1 reader refuses bytes 0x80-0x9F, so latin-1
 is transcoded by Python, whose codec accepts every byte."""
 _SUFFIX_FORMAT: dict[str, FileFormat] = {
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".psv": "csv", ".data": "csv", ".dat": "csv",
-    ".base": "csv", ".test": "csv", ".item": "csv", ".user": "csv",
-    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".psv": "csv",
+    ".data": "csv",
+    ".dat": "csv",
+    ".base": "csv",
+    ".test": "csv",
+    ".item": "csv",
+    ".user": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 
 
@@ -79,8 +90,9 @@ def _zip_member(path: Path) -> str:
     except zipfile.BadZipFile as exc:
         raise IngestError("not a readable zip archive", path=str(path)) from exc
     if len(names) != 1:
-        raise IngestError(f"zip archive must hold exactly one file, found {len(names)}",
-                          path=str(path))
+        raise IngestError(
+            f"zip archive must hold exactly one file, found {len(names)}", path=str(path)
+        )
     return names[0]
 
 

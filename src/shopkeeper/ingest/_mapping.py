@@ -157,8 +157,11 @@ def resolve_columns(
             match = next((by_lower[a] for a in _ALIASES.get(name, (name,)) if a in by_lower), None)
             if match is None:
                 if name == "currency" and mapping.currency:
-                    out[name] = ColumnSource(sql_literal(mapping.currency.upper()),
-                                             ColumnSpec(constant=mapping.currency), ())
+                    out[name] = ColumnSource(
+                        sql_literal(mapping.currency.upper()),
+                        ColumnSpec(constant=mapping.currency),
+                        (),
+                    )
                 elif col.required:
                     raise ConfigError(
                         f"no source column for required {kind} column {name!r}; the file has "
@@ -182,7 +185,8 @@ def _referenced(sql: str, source_columns: list[str]) -> tuple[str, ...]:
     """
     text = sql.lower()
     return tuple(
-        c for c in source_columns
+        c
+        for c in source_columns
         if quote_ident(c).lower() in text
         or re.search(rf"(?<![\w\"]){re.escape(c.lower())}(?![\w\"])", text)
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from shopkeeper.ingest._mapping import ColumnSource
-from shopkeeper.ingest._readers import StagedTable
-from shopkeeper.schema import AssetKind
+if TYPE_CHECKING:
+    from shopkeeper.ingest._mapping import ColumnSource
+    from shopkeeper.ingest._readers import StagedTable
+    from shopkeeper.schema import AssetKind
 
 WriteMode = Literal["append", "upsert"]
 UPSERT_KEYS: dict[AssetKind, tuple[str, ...]] = {
@@ -18,8 +19,12 @@ UPSERT_KEYS: dict[AssetKind, tuple[str, ...]] = {
 }
 """Kinds with a key: within one load the latest row per key wins."""
 WRITE_MODES: dict[AssetKind, WriteMode] = {
-    "events": "append", "reviews": "append", "judgments": "append",
-    "items": "upsert", "users": "upsert", "queries": "upsert",
+    "events": "append",
+    "reviews": "append",
+    "judgments": "append",
+    "items": "upsert",
+    "users": "upsert",
+    "queries": "upsert",
 }
 
 

@@ -8,13 +8,16 @@ number in the file (header counted, malformed lines skipped over).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from shopkeeper.errors import IngestError
 from shopkeeper.ingest._files import SourceFile, readable_path
 from shopkeeper.ingest._mapping import ReadOptions, quote_ident, sql_literal
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MALFORMED_SHARE_LIMIT = 0.5
 """Refuse a file when more than this share of its lines is malformed (wrong delimiter?)."""
@@ -86,7 +89,8 @@ def _stage_csv(
             f"{options})"
         )
         sniff = con.execute(
-            f"SELECT delimiter, has_header, skip_rows FROM {rejects}_scan LIMIT 1").fetchone()
+            f"SELECT delimiter, has_header, skip_rows FROM {rejects}_scan LIMIT 1"
+        ).fetchone()
         if sniff is None:  # the scan table is only filled when some line was rejected
             plain = _csv_options(opts, encoding, src.path.name, None)
             sniff = con.execute(
@@ -133,8 +137,9 @@ def _stage_jsonl(
             ).fetchall()
         ]
     except duckdb.Error as exc:
-        raise IngestError(f"cannot read as JSON lines: {_first_line(exc)}",
-                          path=src.display) from exc
+        raise IngestError(
+            f"cannot read as JSON lines: {_first_line(exc)}", path=src.display
+        ) from exc
     extract = ", ".join(
         f"json_extract_string(_j.l, {sql_literal('$.' + _json_path(k))}) AS {quote_ident(k)}"
         for k in keys
@@ -178,11 +183,15 @@ def _numbered_lines(con: duckdb.DuckDBPyConnection, lines: str, rejects_raw: str
     row = con.execute(f"SELECT count(*) FROM {rejects_raw}").fetchone()
     if not row or not row[0]:
         return f"(SELECT l, o AS n FROM {base})"
-    gaps = (f"(SELECT a, max(i) AS i FROM (SELECT line - row_number() OVER (ORDER BY line) AS a, "
-            f"row_number() OVER (ORDER BY line) AS i FROM (SELECT DISTINCT line FROM "
-            f"{rejects_raw})) GROUP BY a)")
-    return (f"(SELECT b.l, b.o + coalesce(j.i, 0) AS n FROM {base} b "
-            f"ASOF LEFT JOIN {gaps} j ON b.o > j.a)")
+    gaps = (
+        f"(SELECT a, max(i) AS i FROM (SELECT line - row_number() OVER (ORDER BY line) AS a, "
+        f"row_number() OVER (ORDER BY line) AS i FROM (SELECT DISTINCT line FROM "
+        f"{rejects_raw})) GROUP BY a)"
+    )
+    return (
+        f"(SELECT b.l, b.o + coalesce(j.i, 0) AS n FROM {base} b "
+        f"ASOF LEFT JOIN {gaps} j ON b.o > j.a)"
+    )
 
 
 def _json_path(key: str) -> str:
@@ -202,8 +211,9 @@ def _stage_structured(
         if src.format == "parquet":
             con.execute(f"ALTER TABLE {table} DROP COLUMN file_row_number")
     except duckdb.Error as exc:
-        raise IngestError(f"cannot read as {src.format}: {_first_line(exc)}",
-                          path=src.display) from exc
+        raise IngestError(
+            f"cannot read as {src.format}: {_first_line(exc)}", path=src.display
+        ) from exc
     _plain_text_columns(con, table)
     rejects = f"{table}_rej"
     con.execute(
@@ -223,13 +233,17 @@ def _plain_text_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
     for name, typ, *_ in con.execute(f"DESCRIBE {table}").fetchall():
         q = quote_ident(name)
         if typ == "JSON":
-            parts.append(f"CASE json_type({q}) WHEN 'VARCHAR' THEN json_extract_string({q}, '$') "
-                         f"WHEN 'NULL' THEN NULL ELSE CAST({q} AS VARCHAR) END AS {q}")
+            parts.append(
+                f"CASE json_type({q}) WHEN 'VARCHAR' THEN json_extract_string({q}, '$') "
+                f"WHEN 'NULL' THEN NULL ELSE CAST({q} AS VARCHAR) END AS {q}"
+            )
         elif typ.endswith("]") or typ.startswith(("STRUCT", "MAP", "UNION")):
             parts.append(f"CAST(to_json({q}) AS VARCHAR) AS {q}")
     if parts:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
-                    f"SELECT * REPLACE ({', '.join(parts)}) FROM {table}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS "
+            f"SELECT * REPLACE ({', '.join(parts)}) FROM {table}"
+        )
 
 
 def _finish(
@@ -258,7 +272,9 @@ def _finish(
         raise IngestError(
             f"{rejected} of {rows + rejected} records are malformed (wrong delimiter or "
             f"format?); first: {detail}",
-            path=src.display, line=line, column=column,
+            path=src.display,
+            line=line,
+            column=column,
         )
     adjust = None
     if listed:

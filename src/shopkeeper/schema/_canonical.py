@@ -41,8 +41,19 @@ _COLUMNS: dict[AssetKind, tuple[CanonicalColumn, ...]] = {
         _c("event_type", pa.string(), True, "view, click, add_to_cart, purchase, return, …"),
         _c("ts", UTC_TS, True, "When it happened, in UTC."),
         _c("session_id", pa.string(), False, "Session or order (invoice) id."),
-        _c("query", pa.string(), False, "Search query that led to it; PII masked.", "masked_free_text"),
-        _c("value", pa.float64(), False, "Event value: revenue for purchases, the rating for ratings."),
+        _c(
+            "query",
+            pa.string(),
+            False,
+            "Search query that led to it; PII masked.",
+            "masked_free_text",
+        ),
+        _c(
+            "value",
+            pa.float64(),
+            False,
+            "Event value: revenue for purchases, the rating for ratings.",
+        ),
         _c("quantity", pa.int64(), False, "Units, negative for returns."),
         _c("price", pa.float64(), False, "Unit price in `currency`."),
         _c("currency", pa.string(), False, "ISO 4217 code, upper case."),
@@ -61,16 +72,26 @@ _COLUMNS: dict[AssetKind, tuple[CanonicalColumn, ...]] = {
     ),
     "users": (
         _c("user_id", pa.string(), True, _USER, "pseudonymized"),
-        _c("attributes", pa.string(), False, "Other fields as JSON (may hold quasi-identifiers).",
-           "quasi_identifier"),
+        _c(
+            "attributes",
+            pa.string(),
+            False,
+            "Other fields as JSON (may hold quasi-identifiers).",
+            "quasi_identifier",
+        ),
         _c("created_at", UTC_TS, False, "First time the user was seen, UTC."),
     ),
     "reviews": (
         _c("user_id", pa.string(), True, _USER, "pseudonymized"),
         _c("item_id", pa.string(), True, "Item id as the source gave it."),
         _c("rating", pa.float64(), True, "Rating on the source's scale."),
-        _c("text", pa.string(), False, "Review text; e-mails, phones and cards masked.",
-           "masked_free_text"),
+        _c(
+            "text",
+            pa.string(),
+            False,
+            "Review text; e-mails, phones and cards masked.",
+            "masked_free_text",
+        ),
         _c("ts", UTC_TS, False, "When it was written, UTC."),
     ),
     "queries": (
@@ -103,8 +124,7 @@ def arrow_schema(kind: AssetKind) -> pa.Schema:
     """
     return pa.schema(
         [
-            pa.field(c.name, c.type, nullable=not c.required,
-                     metadata={"doc": c.doc, "pii": c.pii})
+            pa.field(c.name, c.type, nullable=not c.required, metadata={"doc": c.doc, "pii": c.pii})
             for c in _COLUMNS[kind]
         ]
     )

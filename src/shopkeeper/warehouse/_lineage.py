@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shopkeeper.warehouse._warehouse import Warehouse
+if TYPE_CHECKING:
+    from shopkeeper.warehouse._warehouse import Warehouse
 
 
 def lineage_graph(wh: Warehouse, asset: str, version: int | None = None) -> dict[str, Any]:
@@ -22,9 +23,15 @@ def lineage_graph(wh: Warehouse, asset: str, version: int | None = None) -> dict
         if node in nodes:
             continue
         info = wh.version(a, v)
-        nodes[node] = {"type": "asset", "asset": a, "version": v, "kind": info.kind,
-                       "transform": info.transform, "rows": info.row_count,
-                       "created_at": info.created_at.isoformat()}
+        nodes[node] = {
+            "type": "asset",
+            "asset": a,
+            "version": v,
+            "kind": info.kind,
+            "transform": info.transform,
+            "rows": info.row_count,
+            "created_at": info.created_at.isoformat(),
+        }
         for src in wh.sources(a, v):
             fnode = f"file:{src['path']}"
             nodes.setdefault(fnode, {"type": "file", **src})

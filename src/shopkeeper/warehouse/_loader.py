@@ -15,8 +15,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -33,14 +32,18 @@ from shopkeeper.ingest import (
     sha256_file,
     sql_literal,
 )
-from shopkeeper.ingest._readers import StagedTable
 from shopkeeper.logging import Stopwatch, get_logger, progress
 from shopkeeper.schema import ASSET_KINDS, AssetKind, arrow_schema, columns
 from shopkeeper.warehouse._privacy import recover_pending_rotation
 from shopkeeper.warehouse._quality import build_quality
 from shopkeeper.warehouse._warehouse import Warehouse
-from shopkeeper.warehouse._workspace import Workspace
 from shopkeeper.warehouse._writer import WrittenVersion, counts_add_up, write_version
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from shopkeeper.ingest._readers import StagedTable
+    from shopkeeper.warehouse._workspace import Workspace
 
 _log = get_logger(__name__)
 
@@ -55,14 +58,17 @@ class IngestRequest:
     mapping_path: Path | None = None
 
 
-def processing_connection(ws: Workspace, settings: ShopkeeperSettings,
-                          load_id: str) -> duckdb.DuckDBPyConnection:
+def processing_connection(
+    ws: Workspace, settings: ShopkeeperSettings, load_id: str
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a memory cap that spills to the workspace's tmp folder."""
     spill = ws.tmp_dir / load_id / "spill"
     spill.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = {"memory_limit": settings.memory_limit,
-                              "temp_directory": str(spill),
-                              "preserve_insertion_order": True}
+    config: dict[str, Any] = {
+        "memory_limit": settings.memory_limit,
+        "temp_directory": str(spill),
+        "preserve_insertion_order": True,
+    }
     if settings.threads:
         config["threads"] = settings.threads
     con = duckdb.connect(":memory:", config=config)
@@ -80,24 +86,41 @@ def fingerprint(req: IngestRequest, mapping: MappingConfig | None) -> str:
         contents = [(p.name, sha256_file(p))]
     else:
         raise IngestError("no such file or folder", path=str(p))
-    blob = json.dumps({"adapter": req.adapter, "kind": req.kind, "contents": [c[1] for c in contents],
-                       "mapping": mapping.model_dump(mode="json") if mapping else None,
-                       "schema": 1}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "adapter": req.adapter,
+            "kind": req.kind,
+            "contents": [c[1] for c in contents],
+            "mapping": mapping.model_dump(mode="json") if mapping else None,
+            "schema": 1,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _source_nulls(con: duckdb.DuckDBPyConnection, stage: StagedTable) -> dict[str, int]:
     markers = "('', 'nan', 'null', 'none', 'n/a', 'nat')"
-    parts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL OR lower(trim(CAST("
-             f"{quote_ident(c)} AS VARCHAR))) IN {markers})" for c in stage.columns]
+    parts = [
+        f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL OR lower(trim(CAST("
+        f"{quote_ident(c)} AS VARCHAR))) IN {markers})"
+        for c in stage.columns
+    ]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {stage.table}").fetchone() or ()
     return {c: int(n) for c, n in zip(stage.columns, row, strict=True)}
 
 
 def _schema_json(kind: AssetKind) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable,
-             "doc": f.metadata[b"doc"].decode(), "pii": f.metadata[b"pii"].decode()}
-            for f in arrow_schema(kind)]
+    return [
+        {
+            "name": f.name,
+            "type": str(f.type),
+            "nullable": f.nullable,
+            "doc": f.metadata[b"doc"].decode(),
+            "pii": f.metadata[b"pii"].decode(),
+        }
+        for f in arrow_schema(kind)
+    ]
 
 
 class _Load:
@@ -107,9 +130,16 @@ class _Load:
         self.ws, self.settings, self.now = ws, settings, now
         self.load_id = uuid.uuid4().hex[:12]
         self.tmp = ws.tmp_dir / self.load_id
+        self._quality: dict[str, dict[str, Any]] = {}
 
-    def run(self, req: IngestRequest, mapping: MappingConfig | None, fp: str,
-            latest: dict[str, tuple[int, list[str]]], pseudo: Pseudonymizer) -> list[dict[str, Any]]:
+    def run(
+        self,
+        req: IngestRequest,
+        mapping: MappingConfig | None,
+        fp: str,
+        latest: dict[str, tuple[int, list[str]]],
+        pseudo: Pseudonymizer,
+    ) -> list[dict[str, Any]]:
         con = processing_connection(self.ws, self.settings, self.load_id)
         try:
             ctx = AdapterContext(con, self.tmp / "staged")
@@ -127,8 +157,10 @@ class _Load:
                     written.append((plan, wv, parents))
                     if plan.kind == "items":
                         files = [str(p) for p in wv.data_files]
-                        items_source = (f"read_parquet([{', '.join(map(sql_literal, files))}])",
-                                        wv.version)
+                        items_source = (
+                            f"read_parquet([{', '.join(map(sql_literal, files))}])",
+                            wv.version,
+                        )
                     pb.update(1)
             results = self._commit(req, fp, ctx, written)
         finally:
@@ -138,18 +170,28 @@ class _Load:
 
     def _relation(self, rel_files: list[str]) -> str:
         paths = [str(self.ws.absolute(p)) for p in rel_files]
-        return f"read_parquet([{', '.join(map(sql_literal, paths))}])" if paths else \
-            "(SELECT NULL::VARCHAR AS item_id WHERE false)"
+        return (
+            f"read_parquet([{', '.join(map(sql_literal, paths))}])"
+            if paths
+            else "(SELECT NULL::VARCHAR AS item_id WHERE false)"
+        )
 
-    def _one(self, con: duckdb.DuckDBPyConnection, plan: AssetPlan, i: int,
-             latest: dict[str, tuple[int, list[str]]], pseudo: Pseudonymizer,
-             items_source: tuple[str, int] | None) -> tuple[WrittenVersion, list[Any]]:
+    def _one(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: AssetPlan,
+        i: int,
+        latest: dict[str, tuple[int, list[str]]],
+        pseudo: Pseudonymizer,
+        items_source: tuple[str, int] | None,
+    ) -> tuple[WrittenVersion, list[Any]]:
         timer = Stopwatch()
         prev_version, prev_files = latest.get(plan.asset, (0, []))
         version = prev_version + 1
         check_items = items_source if plan.depends_on_items else None
-        load = classify(con, plan, pseudo, self.now, check_items[0] if check_items else None,
-                        f"classified_{i}")
+        load = classify(
+            con, plan, pseudo, self.now, check_items[0] if check_items else None, f"classified_{i}"
+        )
         t_classify = timer.seconds
         out_dir = self.tmp / "out" / plan.asset
         wv = write_version(con, plan, load, pseudo, version, prev_files, self.ws.home, out_dir)
@@ -162,43 +204,83 @@ class _Load:
         if check_items and plan.asset != "items":
             parents.append(("items", check_items[1], "checked_against"))
         all_files = [str(p) for p in wv.data_files] + [
-            str(self.ws.absolute(p)) for p in wv.inherited_files]
+            str(self.ws.absolute(p)) for p in wv.inherited_files
+        ]
         wv.row_count = 0
-        quality = build_quality(con, plan.kind, all_files, wv.counts, wv.reasons, wv.pii,
-                                _source_nulls(con, plan.stage), self.now)
+        quality = build_quality(
+            con,
+            plan.kind,
+            all_files,
+            wv.counts,
+            wv.reasons,
+            wv.pii,
+            _source_nulls(con, plan.stage),
+            self.now,
+        )
         wv.row_count = int(quality["rows"])
         self._quality[plan.asset] = quality
         con.execute(f"DROP TABLE {load.classified}")
-        _log.info("cleaned", asset=plan.asset, version=version, elapsed=str(timer),
-                  classify_s=round(t_classify, 2), write_s=round(t_write, 2), **wv.counts)
+        _log.info(
+            "cleaned",
+            asset=plan.asset,
+            version=version,
+            elapsed=str(timer),
+            classify_s=round(t_classify, 2),
+            write_s=round(t_write, 2),
+            **wv.counts,
+        )
         return wv, parents
 
-    _quality: dict[str, dict[str, Any]] = {}
-
-    def _commit(self, req: IngestRequest, fp: str, ctx: AdapterContext,
-                written: list[tuple[AssetPlan, WrittenVersion, list[Any]]]) -> list[dict[str, Any]]:
+    def _commit(
+        self,
+        req: IngestRequest,
+        fp: str,
+        ctx: AdapterContext,
+        written: list[tuple[AssetPlan, WrittenVersion, list[Any]]],
+    ) -> list[dict[str, Any]]:
         moves: list[tuple[Path, Path]] = []
         file_rows: list[tuple[str, int, str, str, int]] = []
         results: list[dict[str, Any]] = []
         for plan, wv, _ in written:
             vdir = f"v{wv.version:06d}-{self.load_id}"
-            for role, files, root in (("data", wv.data_files, self.ws.assets_dir),
-                                      ("quarantine", [wv.quarantine_file] if wv.quarantine_file
-                                       else [], self.ws.quarantine_dir)):
+            for role, files, root in (
+                ("data", wv.data_files, self.ws.assets_dir),
+                (
+                    "quarantine",
+                    [wv.quarantine_file] if wv.quarantine_file else [],
+                    self.ws.quarantine_dir,
+                ),
+            ):
                 for f in files:
                     assert f is not None
                     dest = root / plan.asset / vdir / f.name
                     moves.append((f, dest))
                     rows = wv.file_rows.get(str(f), wv.quarantine_rows)
-                    file_rows.append((plan.asset, wv.version, role, self.ws.relative(dest.parent)
-                                      + "/" + f.name, rows))
-            for rel in wv.inherited_files:
-                file_rows.append((plan.asset, wv.version, "data", rel, -1))
-            results.append({"asset": plan.asset, "version": wv.version, **wv.counts,
-                            "reasons": wv.reasons, "rows": wv.row_count, "status": "written"})
+                    file_rows.append(
+                        (
+                            plan.asset,
+                            wv.version,
+                            role,
+                            self.ws.relative(dest.parent) + "/" + f.name,
+                            rows,
+                        )
+                    )
+            file_rows.extend(
+                (plan.asset, wv.version, "data", rel, -1) for rel in wv.inherited_files
+            )
+            results.append(
+                {
+                    "asset": plan.asset,
+                    "version": wv.version,
+                    **wv.counts,
+                    "reasons": wv.reasons,
+                    "rows": wv.row_count,
+                    "status": "written",
+                }
+            )
         for src, dest in moves:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+            src.replace(dest)
             _fsync_dir(dest.parent)
         with Warehouse(self.ws) as wh:
             con = wh.con
@@ -208,38 +290,66 @@ class _Load:
                     self._insert_version(con, req, plan, wv, parents, ctx)
                 for asset, version, role, path, rows in file_rows:
                     if rows < 0:
-                        prow = con.execute("SELECT rows FROM meta.files WHERE path = ? LIMIT 1",
-                                           [path]).fetchone()
+                        prow = con.execute(
+                            "SELECT rows FROM meta.files WHERE path = ? LIMIT 1", [path]
+                        ).fetchone()
                         rows = int(prow[0]) if prow else 0
-                    con.execute("INSERT INTO meta.files VALUES (?, ?, ?, ?, ?)",
-                                [asset, version, role, path, rows])
-                con.execute("INSERT INTO meta.loads VALUES (?, ?, ?, ?, ?)",
-                            [self.load_id, fp, req.adapter, self.now, json.dumps(results)])
+                    con.execute(
+                        "INSERT INTO meta.files VALUES (?, ?, ?, ?, ?)",
+                        [asset, version, role, path, rows],
+                    )
+                con.execute(
+                    "INSERT INTO meta.loads VALUES (?, ?, ?, ?, ?)",
+                    [self.load_id, fp, req.adapter, self.now, json.dumps(results)],
+                )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         return results
 
-    def _insert_version(self, con: duckdb.DuckDBPyConnection, req: IngestRequest,
-                        plan: AssetPlan, wv: WrittenVersion, parents: list[Any],
-                        ctx: AdapterContext) -> None:
+    def _insert_version(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        req: IngestRequest,
+        plan: AssetPlan,
+        wv: WrittenVersion,
+        parents: list[Any],
+        ctx: AdapterContext,
+    ) -> None:
         pii = {c.name: c.pii for c in columns(plan.kind)}
         params = {**plan.params, "adapter": req.adapter, "shopkeeper": __version__}
         con.execute(
             "INSERT INTO meta.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [plan.asset, wv.version, plan.kind, self.now, self.load_id, plan.transform,
-             json.dumps(params, default=str), wv.row_count, json.dumps(_schema_json(plan.kind)),
-             json.dumps(pii), wv.counts["input_rows"], wv.counts["clean_rows"],
-             wv.counts["quarantined_rows"], wv.counts["duplicate_rows"], json.dumps(wv.reasons),
-             json.dumps(self._quality[plan.asset], default=str)],
+            [
+                plan.asset,
+                wv.version,
+                plan.kind,
+                self.now,
+                self.load_id,
+                plan.transform,
+                json.dumps(params, default=str),
+                wv.row_count,
+                json.dumps(_schema_json(plan.kind)),
+                json.dumps(pii),
+                wv.counts["input_rows"],
+                wv.counts["clean_rows"],
+                wv.counts["quarantined_rows"],
+                wv.counts["duplicate_rows"],
+                json.dumps(wv.reasons),
+                json.dumps(self._quality[plan.asset], default=str),
+            ],
         )
         src = plan.stage.source
-        con.execute("INSERT INTO meta.sources VALUES (?, ?, ?, ?, ?)",
-                    [plan.asset, wv.version, src.display, src.sha256, src.size])
+        con.execute(
+            "INSERT INTO meta.sources VALUES (?, ?, ?, ?, ?)",
+            [plan.asset, wv.version, src.display, src.sha256, src.size],
+        )
         for pa_, pv, rel in parents:
-            con.execute("INSERT INTO meta.parents VALUES (?, ?, ?, ?, ?)",
-                        [plan.asset, wv.version, pa_, pv, rel])
+            con.execute(
+                "INSERT INTO meta.parents VALUES (?, ?, ?, ?, ?)",
+                [plan.asset, wv.version, pa_, pv, rel],
+            )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -281,10 +391,13 @@ def ingest(
                 return [{**r, "status": "unchanged"} for r in previous]
             recover_pending_rotation(workspace, wh)
             workspace.sweep(wh.referenced_dirs())
-            latest = {v.asset: (v.version, [str(p.relative_to(workspace.home))
-                                            for p in wh.files(v.asset, v.version)])
-                      for v in wh.latest_versions()}
+            latest = {
+                v.asset: (
+                    v.version,
+                    [str(p.relative_to(workspace.home)) for p in wh.files(v.asset, v.version)],
+                )
+                for v in wh.latest_versions()
+            }
         pseudo = workspace.keys.load()
         load = _Load(workspace, settings, now or datetime.now(UTC))
-        load._quality = {}
         return load.run(req, mapping, fp, latest, pseudo)

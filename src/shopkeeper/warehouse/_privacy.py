@@ -6,7 +6,7 @@ import json
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -14,7 +14,9 @@ from shopkeeper.clean import hmac_sql
 from shopkeeper.clean._pii import PSEUDONYM_HEX
 from shopkeeper.ingest import sql_literal
 from shopkeeper.warehouse._warehouse import Warehouse
-from shopkeeper.warehouse._workspace import Workspace
+
+if TYPE_CHECKING:
+    from shopkeeper.warehouse._workspace import Workspace
 
 _USER_KINDS = ("events", "users", "reviews")
 
@@ -44,7 +46,8 @@ def rotate_pseudonym_key(ws: Workspace) -> list[dict[str, Any]]:
             con.execute(
                 f"COPY (SELECT * REPLACE ({rekey} AS user_id) FROM read_parquet("
                 f"[{', '.join(map(sql_literal, files))}])) TO {sql_literal(str(path))} "
-                "(FORMAT parquet, COMPRESSION zstd)")
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
             fd = os.open(dest, os.O_RDONLY)
             os.fsync(fd)
             os.close(fd)
@@ -57,17 +60,46 @@ def rotate_pseudonym_key(ws: Workspace) -> list[dict[str, Any]]:
             for v, path in rows:
                 n = v.version + 1
                 c.execute(
-                    "INSERT INTO meta.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [v.asset, n, v.kind, now, load_id, "privacy:rotate-key", json.dumps({}),
-                     v.row_count, json.dumps(v.schema), json.dumps(v.pii), v.row_count,
-                     v.row_count, 0, 0, json.dumps({}), json.dumps({**v.quality, "load": {
-                         "input_rows": v.row_count, "clean_rows": v.row_count,
-                         "quarantined_rows": 0, "duplicate_rows": 0}, "reasons": {}},
-                         default=str)])
-                c.execute("INSERT INTO meta.files VALUES (?, ?, 'data', ?, ?)",
-                          [v.asset, n, ws.relative(path), v.row_count])
-                c.execute("INSERT INTO meta.parents VALUES (?, ?, ?, ?, 'previous')",
-                          [v.asset, n, v.asset, v.version])
+                    f"INSERT INTO meta.versions VALUES ({', '.join('?' * 16)})",
+                    [
+                        v.asset,
+                        n,
+                        v.kind,
+                        now,
+                        load_id,
+                        "privacy:rotate-key",
+                        json.dumps({}),
+                        v.row_count,
+                        json.dumps(v.schema),
+                        json.dumps(v.pii),
+                        v.row_count,
+                        v.row_count,
+                        0,
+                        0,
+                        json.dumps({}),
+                        json.dumps(
+                            {
+                                **v.quality,
+                                "load": {
+                                    "input_rows": v.row_count,
+                                    "clean_rows": v.row_count,
+                                    "quarantined_rows": 0,
+                                    "duplicate_rows": 0,
+                                },
+                                "reasons": {},
+                            },
+                            default=str,
+                        ),
+                    ],
+                )
+                c.execute(
+                    "INSERT INTO meta.files VALUES (?, ?, 'data', ?, ?)",
+                    [v.asset, n, ws.relative(path), v.row_count],
+                )
+                c.execute(
+                    "INSERT INTO meta.parents VALUES (?, ?, ?, ?, 'previous')",
+                    [v.asset, n, v.asset, v.version],
+                )
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -82,8 +114,9 @@ def recover_pending_rotation(ws: Workspace, wh: Warehouse) -> None:
     load_id = ws.keys.pending_load_id()
     if load_id is None:
         return
-    row = wh.con.execute("SELECT count(*) FROM meta.versions WHERE load_id = ?",
-                         [load_id]).fetchone()
+    row = wh.con.execute(
+        "SELECT count(*) FROM meta.versions WHERE load_id = ?", [load_id]
+    ).fetchone()
     if row and row[0]:
         ws.keys.promote_pending()
     else:

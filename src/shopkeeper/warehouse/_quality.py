@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.schema import AssetKind, columns, duckdb_type
+
+if TYPE_CHECKING:
+    import duckdb
 
 _TS = {"events": "ts", "reviews": "ts", "items": "updated_at", "users": "created_at"}
 STATUS_THRESHOLDS = {"ok": 0.05, "warning": 0.30}
@@ -20,8 +21,9 @@ def relation_of(paths: list[str]) -> str:
     return f"read_parquet([{', '.join(sql_literal(p) for p in paths)}])"
 
 
-def column_profile(con: duckdb.DuckDBPyConnection, kind: AssetKind,
-                   paths: list[str]) -> tuple[int, dict[str, dict[str, Any]]]:
+def column_profile(
+    con: duckdb.DuckDBPyConnection, kind: AssetKind, paths: list[str]
+) -> tuple[int, dict[str, dict[str, Any]]]:
     """Row count and per-column nulls, distinct count (approximate) and range."""
     if not paths:
         return 0, {}
@@ -40,7 +42,7 @@ def column_profile(con: duckdb.DuckDBPyConnection, kind: AssetKind,
     n = int(row[0])
     out: dict[str, dict[str, Any]] = {}
     for i, c in enumerate(columns(kind)):
-        nonnull, distinct, lo, hi = row[1 + 4 * i: 5 + 4 * i]
+        nonnull, distinct, lo, hi = row[1 + 4 * i : 5 + 4 * i]
         is_text = duckdb_type(c) in ("VARCHAR", "VARCHAR[]")
         out[c.name] = {
             "nulls": n - int(nonnull),
@@ -80,8 +82,11 @@ def build_quality(
     ts = _TS.get(kind)
     if ts and ts in profile and profile[ts].get("max"):
         latest = datetime.fromisoformat(str(profile[ts]["max"]))
-        freshness = {"column": ts, "latest": latest.isoformat(),
-                     "age_hours": round((now - latest).total_seconds() / 3600, 2)}
+        freshness = {
+            "column": ts,
+            "latest": latest.isoformat(),
+            "age_hours": round((now - latest).total_seconds() / 3600, 2),
+        }
     return {
         "status": status_of(counts["input_rows"], counts["quarantined_rows"]),
         "rows": rows,

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from shopkeeper.errors import NotFoundError, ReadOnlyQueryError, WarehouseError
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.warehouse._sql import load_sql
-from shopkeeper.warehouse._workspace import Workspace
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from types import TracebackType
+
+    from shopkeeper.warehouse._workspace import Workspace
 
 CATALOG_SCHEMA_VERSION = 1
 _LOCK_RETRY_SECONDS = 15.0
@@ -46,9 +49,13 @@ class AssetVersion:
     def summary(self) -> dict[str, Any]:
         """The catalog line of this version, JSON-ready."""
         return {
-            "asset": self.asset, "kind": self.kind, "version": self.version,
-            "rows": self.row_count, "created_at": self.created_at.isoformat(),
-            "transform": self.transform, "quality_status": self.quality.get("status", "unknown"),
+            "asset": self.asset,
+            "kind": self.kind,
+            "version": self.version,
+            "rows": self.row_count,
+            "created_at": self.created_at.isoformat(),
+            "transform": self.transform,
+            "quality_status": self.quality.get("status", "unknown"),
             "freshness": self.quality.get("freshness"),
         }
 
@@ -76,8 +83,10 @@ class Warehouse:
     def __enter__(self) -> Warehouse:
         ws = self.workspace
         if self.read_only and not ws.exists():
-            raise NotFoundError(f"no Shopkeeper workspace at {ws.home}; run `shopkeeper ingest` "
-                                "first (or pass --home)")
+            raise NotFoundError(
+                f"no Shopkeeper workspace at {ws.home}; run `shopkeeper ingest` "
+                "first (or pass --home)"
+            )
         if not self.read_only:
             ws.create()
         deadline = time.monotonic() + _LOCK_RETRY_SECONDS
@@ -95,8 +104,12 @@ class Warehouse:
         self._create_views()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -114,8 +127,10 @@ class Warehouse:
         if row is None or row[0] is None:
             self.con.execute("INSERT INTO meta.schema_info VALUES (?)", [CATALOG_SCHEMA_VERSION])
         elif row[0] > CATALOG_SCHEMA_VERSION:
-            raise WarehouseError(f"catalog schema v{row[0]} is newer than this Shopkeeper "
-                                 f"(v{CATALOG_SCHEMA_VERSION}); upgrade Shopkeeper")
+            raise WarehouseError(
+                f"catalog schema v{row[0]} is newer than this Shopkeeper "
+                f"(v{CATALOG_SCHEMA_VERSION}); upgrade Shopkeeper"
+            )
 
     def _has_catalog(self) -> bool:
         row = self.con.execute(
@@ -141,17 +156,23 @@ class Warehouse:
             self._view(f"{asset}_v{version}", abs_paths)
             latest[asset] = max(latest.get(asset, 0), version)
         for asset, version in latest.items():
-            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(asset)} AS "
-                             f"SELECT * FROM {quote_ident(f'{asset}_v{version}')}")
-            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident('clean_' + asset)} AS "
-                             f"SELECT * FROM {quote_ident(asset)}")
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {quote_ident(asset)} AS "
+                f"SELECT * FROM {quote_ident(f'{asset}_v{version}')}"
+            )
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {quote_ident('clean_' + asset)} AS "
+                f"SELECT * FROM {quote_ident(asset)}"
+            )
         if quarantine:
             self._view("quarantine", quarantine)
 
     def _view(self, name: str, paths: list[str]) -> None:
         plist = ", ".join(sql_literal(p) for p in paths)
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS "
-                         f"SELECT * FROM read_parquet([{plist}], union_by_name = true)")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS "
+            f"SELECT * FROM read_parquet([{plist}], union_by_name = true)"
+        )
 
     # -- catalog reads -------------------------------------------------------------------
 
@@ -171,8 +192,9 @@ class Warehouse:
         """
         if not self._has_catalog():
             raise NotFoundError(f"no asset {asset!r}; the catalog is empty")
-        cur = self.con.execute("SELECT * FROM meta.versions WHERE asset = ? ORDER BY version",
-                               [asset])
+        cur = self.con.execute(
+            "SELECT * FROM meta.versions WHERE asset = ? ORDER BY version", [asset]
+        )
         names = [d[0] for d in cur.description or []]
         rows = [_version_of(r, names) for r in cur.fetchall()]
         if not rows:
@@ -188,8 +210,9 @@ class Warehouse:
         for v in versions:
             if v.version == version:
                 return v
-        raise NotFoundError(f"{asset} has no version {version}; it has "
-                            f"{[v.version for v in versions]}")
+        raise NotFoundError(
+            f"{asset} has no version {version}; it has {[v.version for v in versions]}"
+        )
 
     def latest(self, asset: str) -> AssetVersion | None:
         """The latest version of `asset`, or None."""
@@ -202,7 +225,8 @@ class Warehouse:
         """Absolute Parquet paths of one version."""
         rows = self.con.execute(
             "SELECT path FROM meta.files WHERE asset = ? AND version = ? AND role = ? "
-            "ORDER BY path", [asset, version, role]
+            "ORDER BY path",
+            [asset, version, role],
         ).fetchall()
         return [self.workspace.absolute(r[0]) for r in rows]
 
@@ -210,30 +234,39 @@ class Warehouse:
         """Source files read by one version."""
         cur = self.con.execute(
             "SELECT path, sha256, bytes FROM meta.sources WHERE asset = ? AND version = ? "
-            "ORDER BY path", [asset, version])
+            "ORDER BY path",
+            [asset, version],
+        )
         return [{"path": p, "sha256": h, "bytes": b} for p, h, b in cur.fetchall()]
 
     def parents(self, asset: str, version: int) -> list[tuple[str, int, str]]:
         """(parent asset, parent version, relation) of one version."""
         return [
-            (a, v, r) for a, v, r in self.con.execute(
+            (a, v, r)
+            for a, v, r in self.con.execute(
                 "SELECT parent_asset, parent_version, relation FROM meta.parents "
-                "WHERE asset = ? AND version = ? ORDER BY ALL", [asset, version]).fetchall()
+                "WHERE asset = ? AND version = ? ORDER BY ALL",
+                [asset, version],
+            ).fetchall()
         ]
 
     def referenced_dirs(self) -> set[str]:
         """Version folders the catalog references (relative paths)."""
         if not self._has_catalog():
             return set()
-        return {str(Path(r[0]).parent) for r in
-                self.con.execute("SELECT DISTINCT path FROM meta.files").fetchall()}
+        return {
+            str(Path(r[0]).parent)
+            for r in self.con.execute("SELECT DISTINCT path FROM meta.files").fetchall()
+        }
 
     def find_load(self, fingerprint: str) -> list[dict[str, Any]] | None:
         """The result of an earlier load with the same inputs, if any."""
         if not self._has_catalog():
             return None
-        row = self.con.execute("SELECT result FROM meta.loads WHERE fingerprint = ? "
-                               "ORDER BY created_at DESC LIMIT 1", [fingerprint]).fetchone()
+        row = self.con.execute(
+            "SELECT result FROM meta.loads WHERE fingerprint = ? ORDER BY created_at DESC LIMIT 1",
+            [fingerprint],
+        ).fetchone()
         return None if row is None else list(json.loads(row[0]))
 
     # -- data access ---------------------------------------------------------------------

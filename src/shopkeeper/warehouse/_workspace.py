@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shopkeeper.clean import KeyStore
 from shopkeeper.errors import WarehouseError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Workspace:
         """Create the folders (idempotent)."""
         for d in (self.home, self.assets_dir, self.quarantine_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o700)
+        self.home.chmod(0o700)
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:

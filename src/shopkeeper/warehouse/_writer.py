@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from shopkeeper.clean import CleanedLoad, Pseudonymizer, mask_pii_sql, norm_id
 from shopkeeper.clean._reasons import is_duplicate_code
 from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
 from shopkeeper.ingest._plan import UPSERT_KEYS
 from shopkeeper.schema import columns
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import duckdb
 
 _PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 
@@ -48,8 +50,9 @@ def _canon_cols(kind: str) -> str:
     return ", ".join(quote_ident(c.name) for c in columns(kind))  # type: ignore[arg-type]
 
 
-def _reason_counts(con: duckdb.DuckDBPyConnection, plan: AssetPlan,
-                   load: CleanedLoad) -> dict[str, int]:
+def _reason_counts(
+    con: duckdb.DuckDBPyConnection, plan: AssetPlan, load: CleanedLoad
+) -> dict[str, int]:
     rows = con.execute(
         f"SELECT _reason, count(*) FROM {load.classified} WHERE _reason IS NOT NULL "
         f"GROUP BY 1 UNION ALL SELECT reason, count(*) FROM {plan.stage.rejects} GROUP BY 1"
@@ -87,17 +90,26 @@ def _raw_line(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
         return "NULL"
     idx = plan.stage.columns.index(users[0]) + 1
     fields = f"string_split(r.raw, {sql_literal(delim)})"
-    rebuilt = (f"array_to_string(list_transform({fields}, lambda x, i: CASE WHEN i = {idx} "
-               f"THEN {pseudo.sql(norm_id('x'))} ELSE x END), {sql_literal(delim)})")
+    rebuilt = (
+        f"array_to_string(list_transform({fields}, lambda x, i: CASE WHEN i = {idx} "
+        f"THEN {pseudo.sql(norm_id('x'))} ELSE x END), {sql_literal(delim)})"
+    )
     safe = f"NOT contains(r.raw, '\"') AND len({fields}) >= {len(plan.stage.columns)}"
     return f"CASE WHEN {safe} THEN {mask_pii_sql(rebuilt)} END"
 
 
-def write_quarantine(con: duckdb.DuckDBPyConnection, plan: AssetPlan, load: CleanedLoad,
-                     pseudo: Pseudonymizer, version: int, path: Path) -> int:
+def write_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    plan: AssetPlan,
+    load: CleanedLoad,
+    pseudo: Pseudonymizer,
+    version: int,
+    path: Path,
+) -> int:
     """Write every quarantined row of the load, with reason, source file and line."""
-    dup_codes = ", ".join(sql_literal(c) for c in ("exact_duplicate", "near_duplicate",
-                                                   "superseded"))
+    dup_codes = ", ".join(
+        sql_literal(c) for c in ("exact_duplicate", "near_duplicate", "superseded")
+    )
     src = sql_literal(plan.stage.source.display)
     select = (
         f"SELECT {sql_literal(plan.asset)} AS asset, {version} AS version, c._reason AS reason, "
@@ -106,7 +118,8 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, plan: AssetPlan, load: Clea
         f"FROM {load.classified} c JOIN (SELECT *, rowid + 1 AS _o FROM {plan.stage.table}) s "
         f"ON s._o = c._ord WHERE c._reason IS NOT NULL AND c._reason NOT IN ({dup_codes}) "
         f"UNION ALL SELECT {sql_literal(plan.asset)}, {version}, r.reason, r.column_name, "
-        f"r.detail, {src}, CAST(r.line AS BIGINT), {_raw_line(plan, pseudo)} FROM {plan.stage.rejects} r "
+        f"r.detail, {src}, CAST(r.line AS BIGINT), {_raw_line(plan, pseudo)} "
+        f"FROM {plan.stage.rejects} r "
         f"ORDER BY source_line"
     )
     return _copy(con, select, path)
@@ -128,11 +141,11 @@ def write_version(
     dups = sum(n for code, n in wv.reasons.items() if is_duplicate_code(code))
     quarantined = sum(wv.reasons.values()) - dups
     total = plan.stage.rows + plan.stage.rejected
-    clean_sql = (f"SELECT {_canon_cols(plan.kind)} FROM {load.classified} "
-                 "WHERE _reason IS NULL")
+    clean_sql = f"SELECT {_canon_cols(plan.kind)} FROM {load.classified} WHERE _reason IS NULL"
     if load.pii_columns:
-        sums = ", ".join(f"coalesce(sum(CAST({quote_ident(p)} AS INTEGER)), 0)"
-                         for p in load.pii_columns)
+        sums = ", ".join(
+            f"coalesce(sum(CAST({quote_ident(p)} AS INTEGER)), 0)" for p in load.pii_columns
+        )
         row = con.execute(f"SELECT {sums} FROM {load.classified}").fetchone() or ()
         for name, n in zip(load.pii_columns, row, strict=True):
             kind = name.rsplit("_", 1)[-1]
@@ -146,8 +159,10 @@ def write_version(
         new_rows = f"({clean_sql})"
         created = ""
         if plan.kind == "users":
-            created = (", n.* REPLACE (least(n.created_at, p.created_at) AS created_at, "
-                       "coalesce(n.attributes, p.attributes) AS attributes)")
+            created = (
+                ", n.* REPLACE (least(n.created_at, p.created_at) AS created_at, "
+                "coalesce(n.attributes, p.attributes) AS attributes)"
+            )
         merged = (
             f"SELECT {'n.*' if not created else created[2:]} FROM {new_rows} n "
             f"LEFT JOIN {prev} p USING ({keys}) "
@@ -157,15 +172,20 @@ def write_version(
         wv.data_files = [data]
     else:
         n_clean = con.execute(
-            f"SELECT count(*) FROM {load.classified} WHERE _reason IS NULL").fetchone()
+            f"SELECT count(*) FROM {load.classified} WHERE _reason IS NULL"
+        ).fetchone()
         if n_clean and n_clean[0]:
             wv.file_rows[str(data)] = _copy(con, clean_sql, data)
             wv.data_files = [data]
         if plan.mode == "append":
             wv.inherited_files = list(previous_files)
     clean = total - quarantined - dups
-    wv.counts = {"input_rows": total, "clean_rows": clean, "quarantined_rows": quarantined,
-                 "duplicate_rows": dups}
+    wv.counts = {
+        "input_rows": total,
+        "clean_rows": clean,
+        "quarantined_rows": quarantined,
+        "duplicate_rows": dups,
+    }
     if quarantined:
         qpath = out_dir / "quarantine" / f"quarantine-{version:06d}.parquet"
         wv.quarantine_rows = write_quarantine(con, plan, load, pseudo, version, qpath)
@@ -176,8 +196,11 @@ def write_version(
 def counts_add_up(counts: dict[str, Any]) -> bool:
     """The accounting invariant: every input row is clean, quarantined or a duplicate.
 
-    >>> counts_add_up({"input_rows": 5, "clean_rows": 3, "quarantined_rows": 1, "duplicate_rows": 1})
+    >>> counts = {"input_rows": 5, "clean_rows": 3, "quarantined_rows": 1, "duplicate_rows": 1}
+    >>> counts_add_up(counts)
     True
     """
-    return bool(counts["input_rows"] == counts["clean_rows"] + counts["quarantined_rows"]
-                + counts["duplicate_rows"])
+    return bool(
+        counts["input_rows"]
+        == counts["clean_rows"] + counts["quarantined_rows"] + counts["duplicate_rows"]
+    )

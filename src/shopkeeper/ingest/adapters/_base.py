@@ -5,17 +5,20 @@ from __future__ import annotations
 import importlib
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
-
-import duckdb
+from typing import TYPE_CHECKING, Protocol
 
 from shopkeeper.errors import ConfigError, PluginNotFoundError
 from shopkeeper.ingest._files import SourceFile, inspect_source
 from shopkeeper.ingest._mapping import MappingConfig, ReadOptions
-from shopkeeper.ingest._plan import AssetPlan
 from shopkeeper.ingest._readers import StagedTable, stage_source
-from shopkeeper.schema import AssetKind
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import duckdb
+
+    from shopkeeper.ingest._plan import AssetPlan
+    from shopkeeper.schema import AssetKind
 
 _REGISTRY = {
     "generic": "shopkeeper.ingest.adapters._generic:GenericAdapter",
@@ -85,5 +88,6 @@ def require_file(path: Path, names: list[str], adapter: str) -> Path:
         for n in names:
             if (path / n).is_file():
                 return path / n
-    raise ConfigError(f"{adapter}: expected a file or a folder holding one of {names}",
-                      path=str(path))
+    raise ConfigError(
+        f"{adapter}: expected a file or a folder holding one of {names}", path=str(path)
+    )

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shopkeeper.errors import ConfigError
 from shopkeeper.ingest._mapping import MappingConfig, resolve_columns
 from shopkeeper.ingest._plan import AssetPlan
-from shopkeeper.ingest.adapters._base import AdapterContext
 from shopkeeper.schema import ASSET_KINDS, AssetKind
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from shopkeeper.ingest.adapters._base import AdapterContext
 
 
 def infer_kind(path: Path) -> AssetKind | None:
     """The kind named in a file name, e.g. `shop_events.csv.gz` -> events.
 
+    >>> from pathlib import Path
     >>> infer_kind(Path("exports/items-2024.jsonl"))
     'items'
     >>> infer_kind(Path("x.csv")) is None
@@ -30,7 +35,10 @@ class GenericAdapter:
     name = "generic"
 
     def plan(
-        self, ctx: AdapterContext, path: Path, kind: AssetKind | None,
+        self,
+        ctx: AdapterContext,
+        path: Path,
+        kind: AssetKind | None,
         mapping: MappingConfig | None,
     ) -> list[AssetPlan]:
         """Stage `path` and plan one asset of `kind`."""
