@@ -193,9 +193,13 @@ def build_mapped_sql(
     sqls = _column_sqls(layered, pseudo)
     part = ", ".join(quote_ident(c) for c in stage.columns)
     stmts = [
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage.table}_dup AS SELECT _o FROM (SELECT "
-        f"rowid + 1 AS _o, row_number() OVER (PARTITION BY {part} ORDER BY rowid) AS _n "
-        f"FROM {stage.table}) WHERE _n > 1"
+        # Exact duplicates: group by a row hash to find candidates, then compare the
+        # candidates' full values (a hash collision never makes a row a duplicate).
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage.table}_dup AS "
+        f"WITH h AS (SELECT hash({part}) AS _h FROM {stage.table} GROUP BY 1 HAVING count(*) > 1), "
+        f"c AS (SELECT rowid AS _r, * FROM {stage.table} WHERE hash({part}) IN (SELECT _h FROM h)) "
+        f"SELECT _r + 1 AS _o FROM (SELECT _r, row_number() OVER (PARTITION BY {part} "
+        f"ORDER BY _r) AS _n FROM c) WHERE _n > 1"
     ]
     joins = f" LEFT JOIN {stage.table}_dup _d ON _d._o = s._ord"
     user = plan.sources.get("user_id")
@@ -215,7 +219,6 @@ def build_mapped_sql(
             inner.append(f'{s.raw} AS "_raw_{name}"')
         if s.encoding_check is not None:
             inner.append(f'{s.encoding_check} AS "_enc_{name}"')
-        inner.extend(f"{flag} AS {quote_ident(alias)}" for alias, flag in s.pii_flags.items())
     inner.extend(f'({r.condition}) AS "_x{i}"' for i, r in enumerate(plan.extra_rules))
     inner.append("_dup")
     reason, column = _case(_row_rules(plan, sqls, cfg, now), first="_dup")
@@ -224,8 +227,13 @@ def build_mapped_sql(
         f"(SELECT s.*, _d._o IS NOT NULL AS _dup{''.join(', ' + x for x in layer)} "
         f"FROM {stage.from_sql()}{joins}{where})"
     )
+    flags = "".join(
+        f", {flag} AS {quote_ident(alias)}"
+        for s in sqls.values()
+        for alias, flag in s.pii_flags.items()
+    )
     stmts.append(
-        f"CREATE TEMP TABLE {table} AS SELECT *, {reason} AS _r1, {column} AS _c1 FROM "
+        f"CREATE TEMP TABLE {table} AS SELECT *{flags}, {reason} AS _r1, {column} AS _c1 FROM "
         f"(SELECT {', '.join(inner)} FROM {base})"
     )
     return stmts, sqls
@@ -301,6 +309,20 @@ def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tupl
     return "NULL::VARCHAR", ""
 
 
+_NARROW = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "ts",
+    "price",
+    "category_path",
+    "updated_at",
+    "created_at",
+    "query_id",
+)
+"""Columns the set rules read; they run on this narrow projection, keyed by `_ord`."""
+
+
 def classify(
     con: duckdb.DuckDBPyConnection,
     plan: AssetPlan,
@@ -310,6 +332,9 @@ def classify(
     table: str,
 ) -> CleanedLoad:
     """Clean `plan` into temp table `table` (see module docstring).
+
+    The set rules and windows work on a narrow projection of the passing rows and
+    produce the reasons of the few rows they flag; one join puts them back.
 
     Args:
         items_source: a SQL relation of known item ids, when the unknown-item rule applies.
@@ -324,50 +349,39 @@ def classify(
         items_source = None
     ctes, joins, case2 = _set_rules_sql(plan, cfg, present, items_source, mapped)
     dedup, extra = _dedup_case(plan, cfg, present)
-    with_sql = ", ".join([f"ok AS (SELECT * FROM {mapped} WHERE _r1 IS NULL)", *ctes])
+    narrow = ", ".join(["_ord", *(quote_ident(c) for c in _NARROW if c in present)])
+    with_sql = ", ".join([f"ok AS (SELECT {narrow} FROM {mapped} WHERE _r1 IS NULL)", *ctes])
     stage2 = f"SELECT ok.*, {case2} AS _r2 FROM ok {' '.join(joins)}"
     extra_sql = f", {extra}" if extra else ""
-    stage3 = f"SELECT *, {dedup} AS _r3{extra_sql} FROM ({stage2})"
-    canon = [c.name for c in columns(plan.kind)]
-    pii = tuple(n for s in sqls.values() for n in s.pii_flags)
-    keep = ["_ord", "_line", *pii]
-    select_ok = _final_select(
-        plan.kind,
-        canon,
-        present,
-        keep,
-        "coalesce(_r2, _r3)",
-        "CASE WHEN _r2 IS NOT NULL THEN (CASE WHEN _r2 = 'unknown_item' "
-        "THEN 'item_id' WHEN _r2 = 'price_outlier' THEN 'price' ELSE "
-        "'user_id' END) END",
-        bool(extra),
+    column = (
+        "CASE _r2 WHEN 'unknown_item' THEN 'item_id' WHEN 'price_outlier' THEN 'price' "
+        "WHEN 'bot_user' THEN 'user_id' END"
     )
-    select_bad = _final_select(plan.kind, canon, present, keep, "_r1", "_c1", False)
+    keep_all = " OR _first_seen IS NOT NULL" if extra else ""
+    first_seen = ", _first_seen" if extra else ""
     con.execute(
-        f"CREATE TEMP TABLE {table} AS WITH {with_sql} "
-        f"{select_ok} FROM ({stage3}) UNION ALL {select_bad} FROM {mapped} WHERE _r1 IS NOT NULL"
+        f"CREATE TEMP TABLE {table}_r AS WITH {with_sql} "
+        f"SELECT _ord, coalesce(_r2, _r3) AS _r, {column} AS _c{first_seen} FROM "
+        f"(SELECT _ord, _r2, {dedup} AS _r3{extra_sql} FROM ({stage2})) "
+        f"WHERE coalesce(_r2, _r3) IS NOT NULL{keep_all}"
     )
-    con.execute(f"DROP TABLE {mapped}")
-    con.execute(f"DROP TABLE IF EXISTS {mapped}_pmap")
-    return CleanedLoad(table, pii)
-
-
-def _final_select(
-    kind: str,
-    canon: list[str],
-    present: set[str],
-    keep: list[str],
-    reason: str,
-    column: str,
-    first_seen: bool,
-) -> str:
+    pii = tuple(n for s in sqls.values() for n in s.pii_flags)
     cols = []
-    for c in columns(kind):  # type: ignore[arg-type]
-        if c.name == "created_at" and first_seen:
-            cols.append("_first_seen AS created_at")
+    for c in columns(plan.kind):
+        name = quote_ident(c.name)
+        if c.name == "created_at" and extra:
+            value = "coalesce(r._first_seen, m.created_at)"
         elif c.name in present:
-            cols.append(f"CAST({quote_ident(c.name)} AS {duckdb_type(c)}) AS {quote_ident(c.name)}")
+            value = f"m.{name}"
         else:
-            cols.append(f"CAST(NULL AS {duckdb_type(c)}) AS {quote_ident(c.name)}")
-    _ = canon
-    return f"SELECT {', '.join(cols)}, {', '.join(keep)}, {reason} AS _reason, {column} AS _column"
+            value = "NULL"
+        cols.append(f"CAST({value} AS {duckdb_type(c)}) AS {name}")
+    keep = ", ".join(["m._ord", "m._line", *(f"m.{quote_ident(p)}" for p in pii)])
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT {', '.join(cols)}, {keep}, "
+        f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
+        f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord"
+    )
+    for t in (mapped, f"{mapped}_pmap", f"{table}_r"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return CleanedLoad(table, pii)

@@ -55,6 +55,8 @@ def _timestamp(raw: str, src: ColumnSource) -> str:
         if "%z" in src.spec.format or "%Z" in src.spec.format:
             return f"CAST({parsed} AS TIMESTAMPTZ)"
         return f"timezone('{tz}', {parsed})"
+    if tz == "UTC":  # naive values are read as UTC, explicit offsets are honoured: one cast
+        return f"TRY_CAST({s} AS TIMESTAMPTZ)"
     return (
         f"CASE WHEN regexp_matches({s}, '{_OFFSET_RE}') THEN TRY_CAST({s} AS TIMESTAMPTZ) "
         f"ELSE timezone('{tz}', TRY_CAST({s} AS TIMESTAMP)) END"
@@ -133,8 +135,8 @@ def column_sql(col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer) -
     check = has_replacement_char(f"CAST({raw} AS VARCHAR)")
     if col.pii == "masked_free_text":
         return ColumnSql(
-            mask_pii_sql(text),
-            pii_flags=pii_flags_sql(text, f"_pii_{col.name}"),
+            f"CASE WHEN regexp_matches({text}, '[@0-9]') THEN {mask_pii_sql(text)} ELSE {text} END",
+            pii_flags=pii_flags_sql(f'"{col.name}"', f"_pii_{col.name}"),
             encoding_check=check,
         )
     return ColumnSql(text, encoding_check=check)

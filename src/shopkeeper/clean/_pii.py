@@ -49,11 +49,11 @@ def mask_pii_sql(expr: str) -> str:
     return out
 
 
-def pii_flags_sql(expr: str, prefix: str) -> dict[str, str]:
-    """One boolean column per PII kind: does `expr` contain it."""
+def pii_flags_sql(masked: str, prefix: str) -> dict[str, str]:
+    """One boolean column per PII kind: did masking put its placeholder into `masked`."""
     return {
-        f"{prefix}_{kind}": f"coalesce(regexp_matches({expr}, '{pattern}'), false)"
-        for kind, pattern, _ in PII_PATTERNS
+        f"{prefix}_{kind}": f"coalesce(contains({masked}, '{placeholder}'), false)"
+        for kind, _, placeholder in PII_PATTERNS
     }
 
 
