@@ -35,7 +35,7 @@ class CleanedLoad:
     """Names of the temp tables a plan was cleaned into."""
 
     classified: str
-    """Canonical columns + `_ord`, `_line`, `_reason`, `_column`, `_pii_*` flags."""
+    """Canonical columns + `_ord`, `_reason`, `_column`, `_pii_*` flags."""
     pii_columns: tuple[str, ...]
 
 
@@ -204,15 +204,17 @@ def build_mapped_sql(
     joins = f" LEFT JOIN {stage.table}_dup _d ON _d._o = s._ord"
     user = plan.sources.get("user_id")
     if user is not None and "user_id" in sqls:
-        key = norm_id(user.raw_sql)
+        # Keyed on the raw text, so each row pays one hash lookup; norm_id runs per distinct id.
+        key = f"CAST({user.raw_sql} AS VARCHAR)"
         stmts.append(
-            f"CREATE TEMP TABLE {table}_pmap AS SELECT _k, {pseudo.sql('_k')} AS _p FROM "
-            f"(SELECT DISTINCT {key} AS _k FROM {stage.table}) WHERE _k IS NOT NULL"
+            f"CREATE TEMP TABLE {table}_pmap AS SELECT _k, {pseudo.sql(norm_id('_k'))} AS _p "
+            f"FROM (SELECT DISTINCT {key} AS _k FROM {stage.table}) WHERE _k IS NOT NULL"
         )
-        joins += f" LEFT JOIN {table}_pmap _pm ON _pm._k = {key.replace(chr(34), chr(34))}"
+        joins += f" LEFT JOIN {table}_pmap _pm ON _pm._k = {key}"
         layer.append("_pm._p AS _pseudo_user")
         sqls["user_id"] = ColumnSql('"_pseudo_user"')
-    inner: list[str] = ["_ord", "_line"]
+    pre = "".join(f', {s.pre} AS "_p_{name}"' for name, s in sqls.items() if s.pre is not None)
+    inner: list[str] = ["_ord"]
     for name, s in sqls.items():
         inner.append(f"{s.expr} AS {quote_ident(name)}")
         if s.raw is not None:
@@ -225,8 +227,9 @@ def build_mapped_sql(
     where = f" WHERE {plan.where}" if plan.where else ""
     base = (
         f"(SELECT s.*, _d._o IS NOT NULL AS _dup{''.join(', ' + x for x in layer)} "
-        f"FROM {stage.from_sql()}{joins}{where})"
+        f"FROM {stage.ordinal_sql()}{joins}{where})"
     )
+    base = f"(SELECT *{pre} FROM {base})"
     flags = "".join(
         f", {flag} AS {quote_ident(alias)}"
         for s in sqls.values()
@@ -376,7 +379,7 @@ def classify(
         else:
             value = "NULL"
         cols.append(f"CAST({value} AS {duckdb_type(c)}) AS {name}")
-    keep = ", ".join(["m._ord", "m._line", *(f"m.{quote_ident(p)}" for p in pii)])
+    keep = ", ".join(["m._ord", *(f"m.{quote_ident(p)}" for p in pii)])
     con.execute(
         f"CREATE TEMP TABLE {table} AS SELECT {', '.join(cols)}, {keep}, "
         f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from shopkeeper.clean._pii import Pseudonymizer, mask_pii_sql, pii_flags_sql
 from shopkeeper.clean._text import (
     has_replacement_char,
-    norm_event_type,
     norm_id,
     norm_text,
     null_if_marker,
@@ -35,16 +34,18 @@ class ColumnSql:
     """Normalized source text, kept to tell missing from unparseable."""
     pii_flags: dict[str, str] = field(default_factory=dict)
     encoding_check: str | None = None
+    pre: str | None = None
+    """Computed one layer below as `"_p_<name>"`, which `expr` and `raw` then reference."""
 
 
-def _number(raw: str) -> str:
-    s = null_if_marker(f"CAST({raw} AS VARCHAR)")
+def _number(raw: str, clean: bool = False) -> str:
+    s = raw if clean else null_if_marker(f"CAST({raw} AS VARCHAR)")
     slow = f"TRY_CAST(regexp_replace({s}, '^[£$€]|\\s', '', 'g') AS DOUBLE)"
     return f"coalesce(TRY_CAST({s} AS DOUBLE), {slow})"
 
 
-def _timestamp(raw: str, src: ColumnSource) -> str:
-    s = null_if_marker(f"CAST({raw} AS VARCHAR)")
+def _timestamp(raw: str, src: ColumnSource, clean: bool = False) -> str:
+    s = raw if clean else null_if_marker(f"CAST({raw} AS VARCHAR)")
     tz = (src.spec.timezone or "UTC").replace("'", "''")
     if src.spec.unit:
         v = f"TRY_CAST({s} AS DOUBLE) / {_EPOCH_DIVISOR[src.spec.unit]}"
@@ -96,16 +97,35 @@ def _tags(raw: str, sep: str | None) -> str:
     )
 
 
+def _event_type(p: str, values: dict[str, str] | None) -> str:
+    """Spaces and dashes as `_`, then the value map, over the lower-cased text `p`."""
+    spaced = f"regexp_replace({p}, '[ -]+', '_', 'g')"
+    base = f"CASE WHEN regexp_matches({p}, '[ -]') THEN {spaced} ELSE {p} END"
+    if not values:
+        return base
+    whens = " ".join(
+        f"WHEN '{k.replace(chr(39), chr(39) * 2)}' THEN '{v.replace(chr(39), chr(39) * 2)}'"
+        for k, v in values.items()
+    )
+    return f"CASE {p} {whens} ELSE {base} END"
+
+
 def column_sql(col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer) -> ColumnSql:
     """Build the normalize-and-parse SQL of canonical column `col` from `src`."""
     raw = src.raw_sql
     cast = src.spec.cast
     if col.name == "user_id":
         return ColumnSql(pseudo.sql(norm_id(raw)))
+    p = f'"_p_{col.name}"'
+    marked = null_if_marker(f"CAST({raw} AS VARCHAR)")
     if col.name in _ID_COLUMNS or cast == "id":
-        return ColumnSql(norm_id(raw))
+        return ColumnSql(
+            f"CASE WHEN contains({p}, '.') THEN regexp_replace({p}, '^(-?[0-9]+)\\.0+$', '\\1') "
+            f"ELSE {p} END",
+            pre=marked,
+        )
     if col.name == "event_type":
-        return ColumnSql(norm_event_type(raw, src.spec.values))
+        return ColumnSql(_event_type(p, src.spec.values), pre=f"lower({marked})")
     if col.name == "currency":
         return ColumnSql(f"upper({null_if_marker(f'CAST({raw} AS VARCHAR)')})")
     if col.name == "category_path" or cast == "category":
@@ -116,30 +136,30 @@ def column_sql(col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer) -
     if col.name == "tags" or cast == "tags":
         return ColumnSql(_tags(raw, src.spec.separator))
     typ = duckdb_type(col)
-    text_raw = null_if_marker(f"CAST({raw} AS VARCHAR)")
     if typ == "TIMESTAMPTZ":
-        return ColumnSql(_timestamp(raw, src), raw=text_raw)
+        return ColumnSql(_timestamp(p, src, clean=True), raw=p, pre=marked)
     if typ == "DOUBLE":
-        v = _number(raw)
-        return ColumnSql(f"CASE WHEN isfinite({v}) THEN {v} END", raw=text_raw)
+        v = _number(p, clean=True)
+        return ColumnSql(f"CASE WHEN isfinite({v}) THEN {v} END", raw=p, pre=marked)
     if typ == "BIGINT":
-        v = _number(raw)
+        v = _number(p, clean=True)
         return ColumnSql(
             f"CASE WHEN isfinite({v}) AND {v} = round({v}) AND abs({v}) < 9e18 "
             f"THEN CAST({v} AS BIGINT) END",
-            raw=text_raw,
+            raw=p,
+            pre=marked,
         )
     if col.name == "attributes":
         return ColumnSql(f"CAST({raw} AS VARCHAR)")
-    text = norm_text(raw)
     check = has_replacement_char(f"CAST({raw} AS VARCHAR)")
     if col.pii == "masked_free_text":
         return ColumnSql(
-            f"CASE WHEN regexp_matches({text}, '[@0-9]') THEN {mask_pii_sql(text)} ELSE {text} END",
+            f"CASE WHEN regexp_matches({p}, '[@0-9]') THEN {mask_pii_sql(p)} ELSE {p} END",
             pii_flags=pii_flags_sql(f'"{col.name}"', f"_pii_{col.name}"),
             encoding_check=check,
+            pre=norm_text(raw),
         )
-    return ColumnSql(text, encoding_check=check)
+    return ColumnSql(p, encoding_check=check, pre=norm_text(raw))
 
 
 def pack_attributes_sql(columns: list[tuple[str, str]], mask: bool) -> str:

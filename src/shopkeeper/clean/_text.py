@@ -55,7 +55,8 @@ def null_if_marker(expr: str) -> str:
 def norm_id(expr: str) -> str:
     """An identifier: trimmed, null markers removed, `17850.0` read as `17850`."""
     x = null_if_marker(f"CAST({expr} AS VARCHAR)")
-    return f"CASE WHEN contains({x}, '.') THEN regexp_replace({x}, '^(-?[0-9]+)\\.0+$', '\\1') ELSE {x} END"
+    stripped = f"regexp_replace({x}, '^(-?[0-9]+)\\.0+$', '\\1')"
+    return f"CASE WHEN contains({x}, '.') THEN {stripped} ELSE {x} END"
 
 
 def norm_text(expr: str) -> str:
@@ -77,7 +78,8 @@ def norm_text(expr: str) -> str:
 def norm_event_type(expr: str, values: dict[str, str] | None) -> str:
     """Lower case, spaces and dashes as `_`, then the mapping's value map."""
     x = f"lower({null_if_marker(f'CAST({expr} AS VARCHAR)')})"
-    base = f"CASE WHEN regexp_matches({x}, '[ -]') THEN regexp_replace({x}, '[ -]+', '_', 'g') ELSE {x} END"
+    spaced = f"regexp_replace({x}, '[ -]+', '_', 'g')"
+    base = f"CASE WHEN regexp_matches({x}, '[ -]') THEN {spaced} ELSE {x} END"
     if not values:
         return base
     whens = " ".join(

@@ -41,15 +41,25 @@ class StagedTable:
     line_adjust: str | None = None
     """Table of (a, i) for the ASOF join that maps ordinals to line numbers, if any rejects."""
 
-    def from_sql(self, alias: str = "s") -> str:
-        """FROM clause that exposes `_line` (record's line number in the file)."""
-        base = f"(SELECT *, rowid + 1 AS _ord FROM {self.table})"
+    def ordinal_sql(self, alias: str = "s") -> str:
+        """FROM clause that exposes `_ord`, the record's ordinal among accepted records."""
+        return f"(SELECT *, rowid + 1 AS _ord FROM {self.table}) {alias}"
+
+    def with_line_sql(self, relation: str, alias: str = "s") -> str:
+        """Add `_line` (the record's line number in the file) to a relation with `_ord`.
+
+        Cheap on the few quarantined rows; the malformed lines are skipped over.
+        """
         if self.line_adjust is None:
-            return f"(SELECT *, _ord + {self.header_lines} AS _line FROM {base}) {alias}"
+            return f"(SELECT *, _ord + {self.header_lines} AS _line FROM {relation}) {alias}"
         return (
             f"(SELECT b.*, b._ord + {self.header_lines} + coalesce(j.i, 0) AS _line "
-            f"FROM {base} b ASOF LEFT JOIN {self.line_adjust} j ON b._ord > j.a) {alias}"
+            f"FROM {relation} b ASOF LEFT JOIN {self.line_adjust} j ON b._ord > j.a) {alias}"
         )
+
+    def from_sql(self, alias: str = "s") -> str:
+        """FROM clause that exposes `_ord` and `_line` for every accepted record."""
+        return self.with_line_sql(f"(SELECT *, rowid + 1 AS _ord FROM {self.table})", alias)
 
 
 def _csv_options(opts: ReadOptions, encoding: str, name: str, rejects: str | None) -> str:

@@ -111,12 +111,16 @@ def write_quarantine(
         sql_literal(c) for c in ("exact_duplicate", "near_duplicate", "superseded")
     )
     src = sql_literal(plan.stage.source.display)
+    bad = (
+        f"(SELECT _ord, _reason, _column FROM {load.classified} "
+        f"WHERE _reason IS NOT NULL AND _reason NOT IN ({dup_codes}))"
+    )
     select = (
         f"SELECT {sql_literal(plan.asset)} AS asset, {version} AS version, c._reason AS reason, "
         f"c._column AS column_name, NULL::VARCHAR AS detail, {src} AS source_file, "
         f"CAST(c._line AS BIGINT) AS source_line, {_raw_json(plan, pseudo)} AS raw "
-        f"FROM {load.classified} c JOIN (SELECT *, rowid + 1 AS _o FROM {plan.stage.table}) s "
-        f"ON s._o = c._ord WHERE c._reason IS NOT NULL AND c._reason NOT IN ({dup_codes}) "
+        f"FROM {plan.stage.with_line_sql(bad, 'c')} "
+        f"JOIN (SELECT *, rowid + 1 AS _o FROM {plan.stage.table}) s ON s._o = c._ord "
         f"UNION ALL SELECT {sql_literal(plan.asset)}, {version}, r.reason, r.column_name, "
         f"r.detail, {src}, CAST(r.line AS BIGINT), {_raw_line(plan, pseudo)} "
         f"FROM {plan.stage.rejects} r "
