@@ -9,6 +9,7 @@ Two passes in DuckDB:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -41,6 +42,11 @@ class CleanedLoad:
 
 def _lit_list(values: list[str]) -> str:
     return ", ".join(sql_literal(v) for v in values) or "NULL"
+
+
+def _alternation(values: list[str]) -> str:
+    """An anchored-by-use regex matching exactly one of `values`."""
+    return "(" + "|".join(re.escape(v) for v in values) + ")" if values else "[^\\s\\S]"
 
 
 def _column_sqls(plan: AssetPlan, pseudo: Pseudonymizer) -> dict[str, ColumnSql]:
@@ -103,7 +109,7 @@ def _row_rules(
     if "event_type" in sqls:
         rules.append(
             (
-                f"event_type NOT IN ({_lit_list(cfg.event_types)})",
+                f"NOT regexp_full_match(event_type, {sql_literal(_alternation(cfg.event_types))})",
                 Reason.INVALID_EVENT_TYPE.value,
                 "event_type",
             )
