@@ -262,13 +262,16 @@ def _set_rules_sql(
     group = _PRICE_GROUP.get(plan.kind)
     if group and group in present and "price" in present:
         ctes.append(
-            f"pstats AS (SELECT {group} AS _pg, median(ln(price)) AS _pmed, "
-            f"mad(ln(price)) AS _pmad FROM ok WHERE price > 0 AND {group} IS NOT NULL "
-            f"GROUP BY 1 HAVING count(*) >= {cfg.price_outlier_min_observations})"
+            # Streaming quantile sketches (t-digest): bounded memory per group, so a
+            # 20M-row load spills instead of holding every price of every item.
+            f"pstats AS (SELECT _pg, _q[2] AS _pmed, (_q[3] - _q[1]) / 1.349 AS _psd FROM "
+            f"(SELECT {group} AS _pg, approx_quantile(ln(price), [0.25, 0.5, 0.75]) AS _q "
+            f"FROM ok WHERE price > 0 AND {group} IS NOT NULL "
+            f"GROUP BY 1 HAVING count(*) >= {cfg.price_outlier_min_observations}))"
         )
         joins.append(f"LEFT JOIN pstats ON ok.{group} = pstats._pg")
         threshold = (
-            f"greatest({cfg.price_outlier_mad_k} * 1.4826 * pstats._pmad, "
+            f"greatest({cfg.price_outlier_k} * pstats._psd, "
             f"ln({cfg.price_outlier_factor}))"
         )
         whens.append(

@@ -38,8 +38,8 @@ class CleaningConfig(BaseModel):
     """Quantities beyond this (either sign) are absurd."""
     price_outlier_factor: PositiveFloat = 10.0
     """A price within this factor of the group's median is never an outlier."""
-    price_outlier_mad_k: PositiveFloat = 5.0
-    """Outlier when |log price - median| exceeds k robust standard deviations (MAD)."""
+    price_outlier_k: PositiveFloat = 5.0
+    """Outlier when |log price - median| exceeds k robust standard deviations (IQR / 1.349)."""
     price_outlier_min_observations: PositiveInt = 5
     """Groups (items for events, categories for items) need this many prices."""
     bot_max_events_per_minute: PositiveInt = 60
