@@ -270,10 +270,7 @@ def _set_rules_sql(
             f"GROUP BY 1 HAVING count(*) >= {cfg.price_outlier_min_observations}))"
         )
         joins.append(f"LEFT JOIN pstats ON ok.{group} = pstats._pg")
-        threshold = (
-            f"greatest({cfg.price_outlier_k} * pstats._psd, "
-            f"ln({cfg.price_outlier_factor}))"
-        )
+        threshold = f"greatest({cfg.price_outlier_k} * pstats._psd, ln({cfg.price_outlier_factor}))"
         whens.append(
             f"WHEN pstats._pg IS NOT NULL AND price > 0 AND "
             f"abs(ln(price) - pstats._pmed) > {threshold} "
@@ -352,6 +349,9 @@ def classify(
         items_source: a SQL relation of known item ids, when the unknown-item rule applies.
     """
     cfg = CleaningConfig.model_validate(plan.cleaning)
+    # Rows carry `_ord`, so nothing below needs insertion order; without it DuckDB buffers
+    # far less and spills more readily (staging, which does need it, is already done).
+    con.execute("SET preserve_insertion_order = false")
     mapped = f"{table}_m"
     stmts, sqls = build_mapped_sql(plan, pseudo, cfg, now, mapped)
     for stmt in stmts:
@@ -362,7 +362,6 @@ def classify(
     ctes, joins, case2 = _set_rules_sql(plan, cfg, present, items_source, mapped)
     dedup, extra = _dedup_case(plan, cfg, present)
     narrow = ", ".join(["_ord", *(quote_ident(c) for c in _NARROW if c in present)])
-    with_sql = ", ".join([f"ok AS (SELECT {narrow} FROM {mapped} WHERE _r1 IS NULL)", *ctes])
     stage2 = f"SELECT ok.*, {case2} AS _r2 FROM ok {' '.join(joins)}"
     extra_sql = f", {extra}" if extra else ""
     column = (
@@ -371,10 +370,21 @@ def classify(
     )
     keep_all = " OR _first_seen IS NOT NULL" if extra else ""
     first_seen = ", _first_seen" if extra else ""
+    # Step by step through temp tables: each step is simple enough to spill to disk.
+    con.execute(f"CREATE TEMP TABLE {table}_ok AS SELECT {narrow} FROM {mapped} WHERE _r1 IS NULL")
+    for cte in ctes:
+        name, body = cte.split(" AS ", 1)
+        con.execute(
+            f"CREATE TEMP TABLE {table}_{name} AS {body.replace(' FROM ok ', f' FROM {table}_ok ')}"
+        )
+    stage2 = stage2.replace(" FROM ok ", f" FROM {table}_ok ok ")
+    for name in ("known", "pstats", "bots"):
+        stage2 = stage2.replace(f"JOIN {name} ON", f"JOIN {table}_{name} {name} ON")
+    con.execute(f"CREATE TEMP TABLE {table}_s2 AS {stage2}")
     con.execute(
-        f"CREATE TEMP TABLE {table}_r AS WITH {with_sql} "
+        f"CREATE TEMP TABLE {table}_r AS "
         f"SELECT _ord, coalesce(_r2, _r3) AS _r, {column} AS _c{first_seen} FROM "
-        f"(SELECT _ord, _r2, {dedup} AS _r3{extra_sql} FROM ({stage2})) "
+        f"(SELECT _ord, _r2, {dedup} AS _r3{extra_sql} FROM {table}_s2) "
         f"WHERE coalesce(_r2, _r3) IS NOT NULL{keep_all}"
     )
     pii = tuple(n for s in sqls.values() for n in s.pii_flags)
@@ -394,6 +404,15 @@ def classify(
         f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
         f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord"
     )
-    for t in (mapped, f"{mapped}_pmap", f"{table}_r"):
+    for t in (
+        mapped,
+        f"{mapped}_pmap",
+        f"{table}_r",
+        f"{table}_ok",
+        f"{table}_known",
+        f"{table}_pstats",
+        f"{table}_bots",
+        f"{table}_s2",
+    ):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return CleanedLoad(table, pii)
