@@ -262,12 +262,17 @@ def _set_rules_sql(
     group = _PRICE_GROUP.get(plan.kind)
     if group and group in present and "price" in present:
         ctes.append(
-            # Streaming quantile sketches (t-digest): bounded memory per group, so a
-            # 20M-row load spills instead of holding every price of every item.
-            f"pstats AS (SELECT _pg, _q[2] AS _pmed, (_q[3] - _q[1]) / 1.349 AS _psd FROM "
-            f"(SELECT {group} AS _pg, approx_quantile(ln(price), [0.25, 0.5, 0.75]) AS _q "
-            f"FROM ok WHERE price > 0 AND {group} IS NOT NULL "
-            f"GROUP BY 1 HAVING count(*) >= {cfg.price_outlier_min_observations}))"
+            # Exact quartiles from a sort (window) and a distributive aggregate: both
+            # spill to disk, unlike per-group quantile states, so 20M-row loads fit.
+            f"pstats AS (SELECT _pg, _med AS _pmed, (_q3 - _q1) / 1.349 AS _psd FROM (SELECT _pg, "
+            f"avg(_lp) FILTER (WHERE _rn = floor((_n + 1) / 2) OR _rn = ceil((_n + 1) / 2)) "
+            f"AS _med, "
+            f"max(_lp) FILTER (WHERE _rn = greatest(1, ceil(0.25 * _n))) AS _q1, "
+            f"max(_lp) FILTER (WHERE _rn = greatest(1, ceil(0.75 * _n))) AS _q3 FROM (SELECT "
+            f"{group} AS _pg, ln(price) AS _lp, row_number() OVER (PARTITION BY {group} "
+            f"ORDER BY ln(price)) AS _rn, count(*) OVER (PARTITION BY {group}) AS _n "
+            f"FROM ok WHERE price > 0 AND {group} IS NOT NULL) "
+            f"WHERE _n >= {cfg.price_outlier_min_observations} GROUP BY 1))"
         )
         joins.append(f"LEFT JOIN pstats ON ok.{group} = pstats._pg")
         threshold = f"greatest({cfg.price_outlier_k} * pstats._psd, ln({cfg.price_outlier_factor}))"
