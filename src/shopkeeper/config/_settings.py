@@ -15,7 +15,7 @@ class ShopkeeperSettings(BaseSettings):
 
     home: Path = Path(".shopkeeper")
     """The workspace folder: catalog, versioned Parquet assets, keys."""
-    memory_limit: str = "1GB"
+    memory_limit: str = "768MB"
     """DuckDB memory limit; larger work spills to the workspace's tmp folder."""
     threads: PositiveInt | None = None
     """DuckDB worker threads (default: all cores)."""

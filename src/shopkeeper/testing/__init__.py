@@ -1,0 +1,21 @@
+"""Test helpers: seeded synthetic data with planted anomalies and their ground truth."""
+
+from __future__ import annotations
+
+from shopkeeper.testing.synthetic import (
+    COLUMNS,
+    DEFAULT_RATES,
+    DUPLICATE_CODES,
+    PlantedEvents,
+    SyntheticEventsConfig,
+    generate_events,
+)
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_RATES",
+    "DUPLICATE_CODES",
+    "PlantedEvents",
+    "SyntheticEventsConfig",
+    "generate_events",
+]
