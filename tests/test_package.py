@@ -26,6 +26,7 @@ PACKAGES = [
     "shopkeeper.schema",
     "shopkeeper.warehouse",
     "shopkeeper.cli",
+    "shopkeeper.testing",
 ]
 
 
