@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from shopkeeper.clean._pii import Pseudonymizer, mask_pii_sql, pii_flags_sql
 from shopkeeper.clean._text import (
+    event_type_sql,
     has_replacement_char,
     norm_id,
     norm_text,
@@ -97,19 +98,6 @@ def _tags(raw: str, sep: str | None) -> str:
     )
 
 
-def _event_type(p: str, values: dict[str, str] | None) -> str:
-    """Spaces and dashes as `_`, then the value map, over the lower-cased text `p`."""
-    spaced = f"regexp_replace({p}, '[ -]+', '_', 'g')"
-    base = f"CASE WHEN regexp_matches({p}, '[ -]') THEN {spaced} ELSE {p} END"
-    if not values:
-        return base
-    whens = " ".join(
-        f"WHEN '{k.replace(chr(39), chr(39) * 2)}' THEN '{v.replace(chr(39), chr(39) * 2)}'"
-        for k, v in values.items()
-    )
-    return f"CASE {p} {whens} ELSE {base} END"
-
-
 def column_sql(col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer) -> ColumnSql:
     """Build the normalize-and-parse SQL of canonical column `col` from `src`."""
     raw = src.raw_sql
@@ -125,7 +113,7 @@ def column_sql(col: CanonicalColumn, src: ColumnSource, pseudo: Pseudonymizer) -
             pre=marked,
         )
     if col.name == "event_type":
-        return ColumnSql(_event_type(p, src.spec.values), pre=f"lower({marked})")
+        return ColumnSql(event_type_sql(p, src.spec.values), pre=f"lower({marked})")
     if col.name == "currency":
         return ColumnSql(f"upper({null_if_marker(f'CAST({raw} AS VARCHAR)')})")
     if col.name == "category_path" or cast == "category":

@@ -85,16 +85,20 @@ def norm_text(expr: str) -> str:
 
 def norm_event_type(expr: str, values: dict[str, str] | None) -> str:
     """Lower case, spaces and dashes as `_`, then the mapping's value map."""
-    x = f"lower({null_if_marker(f'CAST({expr} AS VARCHAR)')})"
-    spaced = f"regexp_replace({x}, '[ -]+', '_', 'g')"
-    base = f"CASE WHEN regexp_matches({x}, '[ -]') THEN {spaced} ELSE {x} END"
+    return event_type_sql(f"lower({null_if_marker(f'CAST({expr} AS VARCHAR)')})", values)
+
+
+def event_type_sql(lowered: str, values: dict[str, str] | None) -> str:
+    """Spaces and dashes as `_`, then the value map, over already lower-cased text."""
+    spaced = f"regexp_replace({lowered}, '[ -]+', '_', 'g')"
+    base = f"CASE WHEN regexp_matches({lowered}, '[ -]') THEN {spaced} ELSE {lowered} END"
     if not values:
         return base
     whens = " ".join(
         f"WHEN '{k.replace(chr(39), chr(39) * 2)}' THEN '{v.replace(chr(39), chr(39) * 2)}'"
         for k, v in values.items()
     )
-    return f"CASE lower(trim(CAST({expr} AS VARCHAR))) {whens} ELSE {base} END"
+    return f"CASE {lowered} {whens} ELSE {base} END"
 
 
 def has_replacement_char(expr: str) -> str:
