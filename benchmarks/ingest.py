@@ -227,10 +227,23 @@ def run_size(args: argparse.Namespace, rows: int, env: dict[str, str]) -> dict[s
     if rows > args.skip_pandas_above:
         del tools["pandas"]
         log(f"{label} pandas: skipped (--skip-pandas-above {size_label(args.skip_pandas_above)})")
-    for name, make_cmd in tools.items():
-        runs[name] = repeated(f"{label} {name}", make_cmd, work / f"{name}-{label}", env, args)
+    samples: dict[str, list[Run]] = {name: [] for name in tools}
+    for i in range(args.repeat):  # interleaved, so that every tool sees the same load
+        for name, make_cmd in tools.items():
+            if samples[name] and not samples[name][-1].ok:
+                continue  # a tool that failed once is reported as failed
+            tag = f" (run {i + 1}/{args.repeat})" if args.repeat > 1 else ""
+            workdir = work / f"{name}-{label}"
+            cmd = make_cmd(_fresh_dir(workdir))
+            samples[name].append(measure(f"{label} {name}{tag}", cmd, env, args.timeout))
+            shutil.rmtree(workdir, ignore_errors=True)
+    for name, taken in samples.items():
         if name != "floor":
-            runs[name].check = check_counts(runs[name].result, truth)
+            for r in taken:
+                r.check = check_counts(r.result, truth)
+        runs[name] = aggregate(f"{label} {name}", taken)
+        if name != "floor":
+            runs[name].check["all_runs_match"] = all(r.check["match"] for r in taken)
     for name in ("ours", "pandas"):
         if name in runs and runs[name].ok and not runs[name].check["match"]:
             log(f"{label} {name}: COUNTS DIFFER from ground truth: {runs[name].check['diff']}")
@@ -245,29 +258,19 @@ def run_size(args: argparse.Namespace, rows: int, env: dict[str, str]) -> dict[s
     return entry
 
 
-def repeated(label: str, make_cmd: Any, workdir: Path, env: dict[str, str],
-             args: argparse.Namespace) -> Run:  # fmt: skip
-    """`--repeat` measurements, each in a fresh folder; the median wall time and the max RSS.
-
-    Stops at the first failure (a run that fails once is reported as failed).
-    """
-    samples: list[Run] = []
-    for i in range(args.repeat):
-        tag = f" (run {i + 1}/{args.repeat})" if args.repeat > 1 else ""
-        run = measure(label + tag, make_cmd(_fresh_dir(workdir)), env, args.timeout)
-        shutil.rmtree(workdir, ignore_errors=True)
-        samples.append(run)
-        if not run.ok:
-            break
-    walls = sorted(r.wall_s for r in samples)
-    best = samples[-1] if not samples[-1].ok else sorted(samples, key=lambda r: r.wall_s)[
-        (len(samples) - 1) // 2]  # fmt: skip
-    best.samples = [{"wall_s": round(r.wall_s, 3), "peak_rss": r.peak_rss, "cpu_s": round(
-        r.cpu_s, 3)} for r in samples]  # fmt: skip
+def aggregate(label: str, samples: list[Run]) -> Run:
+    """The run with the median wall time (the failed one if any failed), with the max RSS."""
+    if not samples[-1].ok:
+        best = samples[-1]
+    else:
+        best = sorted(samples, key=lambda r: r.wall_s)[(len(samples) - 1) // 2]
+    best.samples = [{"wall_s": round(r.wall_s, 3), "peak_rss": r.peak_rss,
+                     "cpu_s": round(r.cpu_s, 3)} for r in samples]  # fmt: skip
     best.peak_rss = max(r.peak_rss for r in samples)
     if len(samples) > 1 and best.ok:
-        log(f"{label}: median {best.wall_s:.2f} s of {', '.join(f'{w:.2f}' for w in walls)}; "
-            f"max peak RSS {best.peak_rss / 1e6:.0f} MB")  # fmt: skip
+        walls = ", ".join(f"{w:.2f}" for w in sorted(r.wall_s for r in samples))
+        log(f"{label}: median {best.wall_s:.2f} s of {walls}; max peak RSS "
+            f"{best.peak_rss / 1e6:.0f} MB")  # fmt: skip
     return best
 
 
@@ -276,6 +279,12 @@ def _failure(run: Run) -> str:
         return f"timed out after {run.wall_s:.0f} s"
     first = (run.error or "").split(":", 1)[-1].strip().splitlines()
     return f"failed after {run.wall_s:.0f} s: {first[0][:120] if first else 'no output'}"
+
+
+def _all_match(run: Run | None) -> bool | None:
+    if run is None or not run.ok:
+        return None
+    return bool(run.check.get("all_runs_match", run.check.get("match")))
 
 
 def _ratio(a: Run | None, b: Run | None) -> float | None:
@@ -303,8 +312,8 @@ def summarize(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"{name}_cpu_s"] = r.cpu_s if r and r.ok else None
         row["ours_over_floor"] = _ratio(ours, floor)
         row["pandas_over_ours"] = _ratio(pdr, ours)
-        row["ours_counts_match"] = ours.check.get("match") if ours and ours.ok else None
-        row["pandas_counts_match"] = pdr.check.get("match") if pdr and pdr.ok else None
+        row["ours_counts_match"] = _all_match(ours)
+        row["pandas_counts_match"] = _all_match(pdr)
         row["failures"] = {k: _failure(r) for k, r in runs.items() if not r.ok}
         rows.append(row)
     return rows
@@ -613,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-pandas-above", type=parse_size, default=parse_size("5M"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool and size (median)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per tool and size, interleaved; the median is reported")  # fmt: skip
     ap.add_argument("--profile", action="store_true", help="also profile ours at each size")
     args = ap.parse_args(argv)
     args.out = args.out.resolve()

@@ -154,11 +154,17 @@ def _row_rules(df: pd.DataFrame, cfg: CleaningConfig, now: datetime,
 def _set_rules(ok: pd.DataFrame, cfg: CleaningConfig) -> pd.Series:
     """Price outliers, then bot users, over the rows that passed rules 1-8."""
     lp = np.log(ok["price"].where(ok["price"] > 0))
-    by_item = lp.groupby(ok["item_id"])
-    n = by_item.transform("count")
-    q = by_item.quantile([0.25, 0.5, 0.75]).unstack()  # exact; DuckDB uses t-digest sketches
-    q1, med, q3 = (ok["item_id"].map(q[p]) for p in (0.25, 0.5, 0.75))
-    spread = (q3 - q1) / 1.349  # a robust standard deviation from the interquartile range
+    n = lp.groupby(ok["item_id"]).transform("count")
+    med = lp.groupby(ok["item_id"]).transform("median")
+    # Quartiles by nearest rank (the value at rank ceil(p * n)), as the pipeline does.
+    priced = pd.DataFrame({"item": ok["item_id"], "lp": lp, "n": n}).dropna()
+    priced = priced.sort_values(["item", "lp"])
+    rank = priced.groupby("item").cumcount() + 1
+    quart = {}
+    for p in (0.25, 0.75):
+        at = rank == np.maximum(1, np.ceil(p * priced["n"]))
+        quart[p] = ok["item_id"].map(priced.loc[at].groupby("item")["lp"].max())
+    spread = (quart[0.75] - quart[0.25]) / 1.349  # a robust standard deviation (IQR)
     threshold = np.maximum(cfg.price_outlier_k * spread, np.log(cfg.price_outlier_factor))
     outlier = (n >= cfg.price_outlier_min_observations) & ((lp - med).abs() > threshold)
     counted = ok[ok["event_type"].isin(cfg.bot_event_types)]
