@@ -409,6 +409,7 @@ def classify(
         f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
         f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord"
     )
+    con.execute("SET preserve_insertion_order = true")  # later staging relies on rowid order
     for t in (
         mapped,
         f"{mapped}_pmap",
