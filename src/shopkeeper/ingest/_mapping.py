@@ -104,6 +104,20 @@ class ColumnSource:
     source_columns: tuple[str, ...]
 
 
+def column_source(name: str, **spec: Any) -> ColumnSource:
+    """A canonical column read from source column `name` (adapters' shorthand).
+
+    >>> column_source("CustomerID").raw_sql
+    '"CustomerID"'
+    """
+    return ColumnSource(quote_ident(name), ColumnSpec(column=name, **spec), (name,))
+
+
+def sql_source(sql: str, *columns: str, **spec: Any) -> ColumnSource:
+    """A canonical column computed by a SQL expression over `columns` of the source."""
+    return ColumnSource(f"({sql})", ColumnSpec(sql=sql, **spec), columns)
+
+
 def quote_ident(name: str) -> str:
     """Quote a SQL identifier.
 

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from shopkeeper.errors import ConfigError
 from shopkeeper.ingest._mapping import (
-    ColumnSource,
-    ColumnSpec,
     MappingConfig,
     ReadOptions,
     quote_ident,
     sql_literal,
 )
+from shopkeeper.ingest._mapping import column_source as _col
+from shopkeeper.ingest._mapping import sql_source as _src
 from shopkeeper.ingest._plan import AssetPlan, ExtraRule
 from shopkeeper.ingest.adapters._base import require_file
 
@@ -85,14 +85,6 @@ def query_id_sql(expr: str) -> str:
     """
     term = f"trim(CAST({expr} AS VARCHAR))"
     return f"CASE WHEN {term} <> '' THEN 'q' || left(md5(lower({term})), 16) END"
-
-
-def _col(name: str) -> ColumnSource:
-    return ColumnSource(quote_ident(name), ColumnSpec(column=name), (name,))
-
-
-def _src(sql: str, *cols: str) -> ColumnSource:
-    return ColumnSource(f"({sql})", ColumnSpec(sql=sql), cols)
 
 
 def _read_options(mapping: MappingConfig | None) -> ReadOptions:

@@ -23,6 +23,8 @@ from shopkeeper.ingest._mapping import (
     quote_ident,
     sql_literal,
 )
+from shopkeeper.ingest._mapping import column_source as _col
+from shopkeeper.ingest._mapping import sql_source as _src
 from shopkeeper.ingest._plan import AssetPlan, ExtraRule
 
 if TYPE_CHECKING:
@@ -70,18 +72,6 @@ _ITEMS_READ = ReadOptions(
 )
 _USERS_READ = ReadOptions(delimiter="|", header=False, quote="", column_names=_USER_COLUMNS)
 _YEAR_IN_TITLE = r"\(([0-9]{4})\)\s*$"
-
-
-def _col(name: str, **spec: object) -> ColumnSource:
-    return ColumnSource(
-        quote_ident(name),
-        ColumnSpec(column=name, **spec),  # type: ignore[arg-type]
-        (name,),
-    )
-
-
-def _src(sql: str, cols: tuple[str, ...], **spec: object) -> ColumnSource:
-    return ColumnSource(f"({sql})", ColumnSpec(sql=sql, **spec), cols)  # type: ignore[arg-type]
 
 
 def _text(name: str) -> str:
@@ -198,9 +188,9 @@ class MovieLensAdapter:
             sources={
                 "item_id": _col("movie_id"),
                 "title": _col("title"),
-                "category_path": _src(first_genre_sql(), GENRES[1:]),
-                "tags": _src(genre_tags_sql(), GENRES[1:], separator="|"),
-                "attributes": _src(attributes, ("title", "imdb_url")),
+                "category_path": _src(first_genre_sql(), *GENRES[1:]),
+                "tags": _src(genre_tags_sql(), *GENRES[1:], separator="|"),
+                "attributes": _src(attributes, "title", "imdb_url"),
                 "updated_at": _col("release_date", format=RELEASE_DATE_FORMAT),
             },
             params=params,
@@ -225,7 +215,7 @@ class MovieLensAdapter:
         )
         sources = {
             "user_id": _col("user_id"),
-            "attributes": _src(attributes, ("age", "gender", "occupation", "zip_code")),
+            "attributes": _src(attributes, "age", "gender", "occupation", "zip_code"),
         }
         if ratings is not None:
             first = f"{ratings.table}_first_rating"
@@ -236,7 +226,7 @@ class MovieLensAdapter:
             )
             sources["created_at"] = _src(
                 f'SELECT _first FROM {first} WHERE _uid = trim(CAST("user_id" AS VARCHAR))',
-                ("user_id",),
+                "user_id",
                 unit="s",
             )
         return AssetPlan(

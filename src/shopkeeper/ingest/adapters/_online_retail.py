@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shopkeeper.errors import ConfigError
-from shopkeeper.ingest._mapping import ColumnSource, ColumnSpec, MappingConfig
+from shopkeeper.ingest._mapping import MappingConfig
+from shopkeeper.ingest._mapping import column_source as _col
+from shopkeeper.ingest._mapping import sql_source as _src
 from shopkeeper.ingest._plan import AssetPlan, ExtraRule
 
 if TYPE_CHECKING:
@@ -52,14 +54,6 @@ _DATE = (
     'CAST("InvoiceDate" AS VARCHAR))'
 )
 _CODE = 'upper(trim(CAST("StockCode" AS VARCHAR)))'
-
-
-def _src(sql: str, *cols: str, **spec: object) -> ColumnSource:
-    return ColumnSource(f"({sql})", ColumnSpec(sql=sql, **spec), cols)  # type: ignore[arg-type]
-
-
-def _col(name: str) -> ColumnSource:
-    return ColumnSource(f'"{name}"', ColumnSpec(column=name), (name,))
 
 
 class OnlineRetailAdapter:
