@@ -90,7 +90,7 @@ def test_cleaning_sql_transpiles_to_spark(duckdb_con: object) -> None:
         cfg = CleaningConfig.model_validate(plan.cleaning)
         stmts, sqls = build_mapped_sql(plan, pseudo, cfg, now, f"m_{plan.asset}")
         present = {n for n in sqls if not n.startswith("_")}
-        ctes, _, case = _set_rules_sql(plan, cfg, present, "items_src", "m")
+        ctes, _, case = _set_rules_sql(plan, cfg, present, "items_src")
         dedup, _ = _dedup_case(plan, cfg, present)
         for sql in [
             *stmts,

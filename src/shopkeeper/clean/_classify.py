@@ -249,7 +249,7 @@ def build_mapped_sql(
 
 
 def _set_rules_sql(
-    plan: AssetPlan, cfg: CleaningConfig, present: set[str], items_source: str | None, mapped: str
+    plan: AssetPlan, cfg: CleaningConfig, present: set[str], items_source: str | None
 ) -> tuple[list[str], list[str], str]:
     """CTEs, joins and the CASE of the set-based rules, over `ok` (rows that passed)."""
     ctes: list[str] = []
@@ -291,7 +291,6 @@ def _set_rules_sql(
         joins.append("LEFT JOIN bots ON ok.user_id = bots._bu")
         whens.append(f"WHEN bots._bu IS NOT NULL THEN '{Reason.BOT_USER.value}'")
     case = f"CASE {' '.join(whens)} END" if whens else "NULL::VARCHAR"
-    _ = mapped
     return ctes, joins, case
 
 
@@ -364,7 +363,7 @@ def classify(
     present = {n for n in sqls if not n.startswith("_")}
     if not cfg.check_unknown_items:
         items_source = None
-    ctes, joins, case2 = _set_rules_sql(plan, cfg, present, items_source, mapped)
+    ctes, joins, case2 = _set_rules_sql(plan, cfg, present, items_source)
     dedup, extra = _dedup_case(plan, cfg, present)
     narrow = ", ".join(["_ord", *(quote_ident(c) for c in _NARROW if c in present)])
     stage2 = f"SELECT ok.*, {case2} AS _r2 FROM ok {' '.join(joins)}"

@@ -130,7 +130,8 @@ class _Load:
         self.ws, self.settings, self.now = ws, settings, now
         self.load_id = uuid.uuid4().hex[:12]
         self.tmp = ws.tmp_dir / self.load_id
-        self._quality: dict[str, dict[str, Any]] = {}
+        self._source_nulls: dict[str, dict[str, int]] = {}
+        """Null counts per staged table: adapters plan several assets from one file."""
 
     def run(
         self,
@@ -206,7 +207,6 @@ class _Load:
         all_files = [str(p) for p in wv.data_files] + [
             str(self.ws.absolute(p)) for p in wv.inherited_files
         ]
-        wv.row_count = 0
         quality = build_quality(
             con,
             plan.kind,
@@ -214,11 +214,11 @@ class _Load:
             wv.counts,
             wv.reasons,
             wv.pii,
-            _source_nulls(con, plan.stage),
+            self._nulls_of(con, plan.stage),
             self.now,
         )
         wv.row_count = int(quality["rows"])
-        self._quality[plan.asset] = quality
+        wv.quality = quality
         con.execute(f"DROP TABLE {load.classified}")
         _log.info(
             "cleaned",
@@ -230,6 +230,11 @@ class _Load:
             **wv.counts,
         )
         return wv, parents
+
+    def _nulls_of(self, con: duckdb.DuckDBPyConnection, stage: StagedTable) -> dict[str, int]:
+        if stage.table not in self._source_nulls:
+            self._source_nulls[stage.table] = _source_nulls(con, stage)
+        return self._source_nulls[stage.table]
 
     def _commit(
         self,
@@ -337,7 +342,7 @@ class _Load:
                 wv.counts["quarantined_rows"],
                 wv.counts["duplicate_rows"],
                 json.dumps(wv.reasons),
-                json.dumps(self._quality[plan.asset], default=str),
+                json.dumps(wv.quality, default=str),
             ],
         )
         src = plan.stage.source

@@ -37,6 +37,8 @@ class WrittenVersion:
     pii: dict[str, int] = field(default_factory=dict)
     row_count: int = 0
     file_rows: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    """The quality report stored with the version."""
 
 
 def _copy(con: duckdb.DuckDBPyConnection, select: str, path: Path) -> int:
