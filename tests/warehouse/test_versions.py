@@ -150,3 +150,22 @@ def test_catalog_records_schema_sources_and_pii(tmp_path: Path, workspace: Works
         assert len(src["sha256"]) == 64
         assert v.quality["columns"]["price"]["nulls"] == 1
         assert v.quality["freshness"]["latest"].startswith("2024-01-01T11:00")
+
+
+def test_quarantine_view_exists_when_nothing_was_rejected(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    ingest(workspace, IngestRequest(_write(tmp_path, "items.csv", ITEMS_1), kind="items"))
+    with Warehouse(workspace, read_only=True) as wh:
+        names, rows = wh.query("SELECT * FROM quarantine")
+    assert rows == []
+    assert names == [
+        "asset",
+        "version",
+        "reason",
+        "column_name",
+        "detail",
+        "source_file",
+        "source_line",
+        "raw",
+    ]

@@ -178,17 +178,13 @@ def quarantine_cmd(state: State, asset: str, reason: str | None, limit: int) -> 
         wh.version(asset)
         where = "asset = ?" + (" AND reason = ?" if reason else "")
         params = [asset] + ([reason] if reason else [])
-        try:
-            cur = wh.con.execute(
-                f"SELECT version, reason, column_name, source_file, source_line, raw, detail "
-                f"FROM quarantine WHERE {where} ORDER BY version, source_line LIMIT {int(limit)}",
-                params,
-            )
-        except Exception:  # noqa: BLE001 - no quarantine view when nothing was ever rejected
-            rows: list[dict[str, Any]] = []
-        else:
-            names = [d[0] for d in cur.description or []]
-            rows = _jsonable_rows(names, cur.fetchall())
+        cur = wh.con.execute(
+            f"SELECT version, reason, column_name, source_file, source_line, raw, detail "
+            f"FROM quarantine WHERE {where} ORDER BY version, source_line LIMIT {int(limit)}",
+            params,
+        )
+        names = [d[0] for d in cur.description or []]
+        rows = _jsonable_rows(names, cur.fetchall())
     if state.json:
         emit_json(rows)
         return

@@ -166,6 +166,13 @@ class Warehouse:
             )
         if quarantine:
             self._view("quarantine", quarantine)
+        else:  # nothing rejected yet: the view still exists, with its columns and no rows
+            self.con.execute(
+                "CREATE OR REPLACE TEMP VIEW quarantine AS SELECT NULL::VARCHAR AS asset, "
+                "NULL::INTEGER AS version, NULL::VARCHAR AS reason, NULL::VARCHAR AS column_name, "
+                "NULL::VARCHAR AS detail, NULL::VARCHAR AS source_file, "
+                "NULL::BIGINT AS source_line, NULL::VARCHAR AS raw WHERE false"
+            )
 
     def _view(self, name: str, paths: list[str]) -> None:
         plist = ", ".join(sql_literal(p) for p in paths)
