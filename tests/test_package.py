@@ -11,7 +11,7 @@ import pytest
 import sqlglot
 
 from shopkeeper.clean import Pseudonymizer, build_mapped_sql
-from shopkeeper.clean._classify import _dedup_case, _set_rules_sql
+from shopkeeper.clean._classify import _dedup_case, _near_duplicates_sql, _set_rules_sql
 from shopkeeper.clean._config import CleaningConfig
 from shopkeeper.ingest import AdapterContext, get_adapter
 from tests.conftest import SAMPLES
@@ -92,10 +92,13 @@ def test_cleaning_sql_transpiles_to_spark(duckdb_con: object) -> None:
         present = {n for n in sqls if not n.startswith("_")}
         ctes, _, case = _set_rules_sql(plan, cfg, present, "items_src")
         dedup, _ = _dedup_case(plan, cfg, present)
+        near = _near_duplicates_sql(plan, cfg, present, "t")
+        assert (near is not None) == (plan.kind == "events")
         for sql in [
             *stmts,
             f"WITH {', '.join(ctes) or 'x AS (SELECT 1)'} SELECT {case}",
             f"SELECT {dedup} FROM t",
+            *([near] if near else []),
         ]:
             spark = sqlglot.transpile(
                 sql, read="duckdb", write="spark", unsupported_level=sqlglot.ErrorLevel.RAISE

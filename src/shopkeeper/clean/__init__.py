@@ -6,11 +6,12 @@ from shopkeeper.clean._classify import CleanedLoad, build_mapped_sql, classify
 from shopkeeper.clean._config import DEFAULT_EVENT_TYPES, CleaningConfig
 from shopkeeper.clean._pii import KeyStore, Pseudonymizer, hmac_sql, mask_pii_sql
 from shopkeeper.clean._reasons import DUPLICATE_REASONS, Reason, is_duplicate_code, reason_code
-from shopkeeper.clean._text import norm_id, norm_text, register_text_functions
+from shopkeeper.clean._text import NULL_MARKER_RE, norm_id, norm_text, register_text_functions
 
 __all__ = [
     "DEFAULT_EVENT_TYPES",
     "DUPLICATE_REASONS",
+    "NULL_MARKER_RE",
     "CleanedLoad",
     "CleaningConfig",
     "KeyStore",

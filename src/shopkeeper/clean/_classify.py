@@ -33,11 +33,19 @@ _TS_COLUMN = {"events": "ts", "reviews": "ts", "items": "updated_at", "users": "
 
 @dataclass(frozen=True)
 class CleanedLoad:
-    """Names of the temp tables a plan was cleaned into."""
+    """Names of the temp relations a plan was cleaned into."""
 
     classified: str
-    """Canonical columns + `_ord`, `_reason`, `_column`, `_pii_*` flags."""
+    """A view: canonical columns + `_ord`, `_reason`, `_column`, `_pii_*` flags."""
     pii_columns: tuple[str, ...]
+    tables: tuple[str, ...] = ()
+    """The temp tables behind the view."""
+
+    def release(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Drop the view and the tables behind it."""
+        con.execute(f"DROP VIEW IF EXISTS {self.classified}")
+        for t in self.tables:
+            con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def _lit_list(values: list[str]) -> str:
@@ -156,6 +164,7 @@ def _row_rules(
 
 
 def _case(rules: list[tuple[str, str, str | None]], first: str | None = None) -> tuple[str, str]:
+    """The reason CASE, and the column CASE (to evaluate only where a reason was found)."""
     whens: list[tuple[str, str, str | None]] = (
         [(first, Reason.EXACT_DUPLICATE.value, None)] if first else []
     )
@@ -241,9 +250,11 @@ def build_mapped_sql(
         for s in sqls.values()
         for alias, flag in s.pii_flags.items()
     )
+    # Most rows pass: the column CASE repeats every test, so it runs only on flagged rows.
     stmts.append(
-        f"CREATE TEMP TABLE {table} AS SELECT *{flags}, {reason} AS _r1, {column} AS _c1 FROM "
-        f"(SELECT {', '.join(inner)} FROM {base})"
+        f"CREATE TEMP TABLE {table} AS SELECT *, CASE WHEN _r1 IS NOT NULL THEN {column} END "
+        f"AS _c1 FROM (SELECT *{flags}, {reason} AS _r1 "
+        f"FROM (SELECT {', '.join(inner)} FROM {base}))"
     )
     return stmts, sqls
 
@@ -261,17 +272,21 @@ def _set_rules_sql(
         whens.append(f"WHEN known._kid IS NULL THEN '{Reason.UNKNOWN_ITEM.value}'")
     group = _PRICE_GROUP.get(plan.kind)
     if group and group in present and "price" in present:
+        # Exact quartiles: the k-th smallest log price is the distinct value whose running
+        # count reaches k. Grouping by (group, price) first leaves a few rows per item to
+        # sort, and a hash aggregate spills to disk, so 20M-row loads fit.
+        def at(k: str) -> str:
+            return f"(_cum - _c < {k} AND _cum >= {k})"
+
+        lo, hi = "floor((_n + 1) / 2)", "ceil((_n + 1) / 2)"
         ctes.append(
-            # Exact quartiles from a sort (window) and a distributive aggregate: both
-            # spill to disk, unlike per-group quantile states, so 20M-row loads fit.
             f"pstats AS (SELECT _pg, _med AS _pmed, (_q3 - _q1) / 1.349 AS _psd FROM (SELECT _pg, "
-            f"avg(_lp) FILTER (WHERE _rn = floor((_n + 1) / 2) OR _rn = ceil((_n + 1) / 2)) "
-            f"AS _med, "
-            f"max(_lp) FILTER (WHERE _rn = greatest(1, ceil(0.25 * _n))) AS _q1, "
-            f"max(_lp) FILTER (WHERE _rn = greatest(1, ceil(0.75 * _n))) AS _q3 FROM (SELECT "
-            f"{group} AS _pg, ln(price) AS _lp, row_number() OVER (PARTITION BY {group} "
-            f"ORDER BY ln(price)) AS _rn, count(*) OVER (PARTITION BY {group}) AS _n "
-            f"FROM ok WHERE price > 0 AND {group} IS NOT NULL) "
+            f"avg(_lp) FILTER (WHERE {at(lo)} OR {at(hi)}) AS _med, "
+            f"max(_lp) FILTER (WHERE {at('greatest(1, ceil(0.25 * _n))')}) AS _q1, "
+            f"max(_lp) FILTER (WHERE {at('greatest(1, ceil(0.75 * _n))')}) AS _q3 FROM (SELECT "
+            f"_pg, _lp, _c, sum(_c) OVER (PARTITION BY _pg ORDER BY _lp) AS _cum, "
+            f"sum(_c) OVER (PARTITION BY _pg) AS _n FROM (SELECT {group} AS _pg, ln(price) AS _lp, "
+            f"count(*) AS _c FROM ok WHERE price > 0 AND {group} IS NOT NULL GROUP BY 1, 2)) "
             f"WHERE _n >= {cfg.price_outlier_min_observations} GROUP BY 1))"
         )
         joins.append(f"LEFT JOIN pstats ON ok.{group} = pstats._pg")
@@ -284,7 +299,7 @@ def _set_rules_sql(
     if plan.kind == "events" and {"user_id", "ts", "event_type"} <= present:
         ctes.append(
             f"bots AS (SELECT user_id AS _bu FROM (SELECT user_id, "
-            f"date_trunc('minute', ts) AS m, count(*) AS n FROM ok WHERE event_type IN "
+            f"floor(epoch(ts) / 60) AS m, count(*) AS n FROM ok WHERE event_type IN "
             f"({_lit_list(cfg.bot_event_types)}) GROUP BY ALL) GROUP BY 1 "
             f"HAVING max(n) > {cfg.bot_max_events_per_minute})"
         )
@@ -295,7 +310,7 @@ def _set_rules_sql(
 
 
 def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tuple[str, str]:
-    """CASE for near-duplicates (events) or latest-wins (keyed kinds), over passing rows."""
+    """CASE for latest-wins (keyed kinds) over passing rows, and an extra window column."""
     key = UPSERT_KEYS.get(plan.kind)
     if key and set(key) <= present:
         order = _TS_COLUMN.get(plan.kind)
@@ -309,17 +324,36 @@ def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tupl
         if plan.kind == "users" and "created_at" in present:
             extra = "min(created_at) OVER (PARTITION BY user_id, _r2 IS NULL) AS _first_seen"
         return reason, extra
-    window = cfg.near_duplicate_window_seconds
-    if plan.kind == "events" and window > 0 and {"user_id", "item_id", "ts"} <= present:
-        near = _lit_list(cfg.near_duplicate_event_types)
-        part = "user_id, item_id, event_type, _r2 IS NULL, event_type IN (" + near + ")"
-        gap = f"epoch(ts) - epoch(lag(ts) OVER (PARTITION BY {part} ORDER BY ts, _ord))"
-        reason = (
-            f"CASE WHEN _r2 IS NULL AND event_type IN ({near}) AND {gap} <= {window} "
-            f"THEN '{Reason.NEAR_DUPLICATE.value}' END"
-        )
-        return reason, ""
     return "NULL::VARCHAR", ""
+
+
+def _near_duplicates_sql(
+    plan: AssetPlan, cfg: CleaningConfig, present: set[str], rel: str
+) -> str | None:
+    """(_ord, _r, _c) of near-duplicate events among the passing rows of `rel`.
+
+    Only keys seen more than once can repeat, so a hash aggregate picks those first
+    and the window sorts just their rows.
+    """
+    window = cfg.near_duplicate_window_seconds
+    need = {"user_id", "item_id", "event_type", "ts"}
+    if plan.kind != "events" or window <= 0 or not need <= present:
+        return None
+    near = _lit_list(cfg.near_duplicate_event_types)
+    cand = (
+        f"(SELECT _ord, user_id, item_id, event_type, ts FROM {rel} "
+        f"WHERE _r2 IS NULL AND event_type IN ({near}))"
+    )
+    multi = f"(SELECT user_id, item_id, event_type FROM {cand} GROUP BY ALL HAVING count(*) > 1)"
+    gap = (
+        "epoch(c.ts) - epoch(lag(c.ts) OVER (PARTITION BY c.user_id, c.item_id, c.event_type "
+        "ORDER BY c.ts, c._ord))"
+    )
+    return (
+        f"SELECT _ord, '{Reason.NEAR_DUPLICATE.value}' AS _r, NULL::VARCHAR AS _c FROM "
+        f"(SELECT c._ord, {gap} AS _gap FROM {cand} c JOIN {multi} k ON c.user_id = k.user_id "
+        f"AND c.item_id = k.item_id AND c.event_type = k.event_type) WHERE _gap <= {window}"
+    )
 
 
 _NARROW = (
@@ -374,23 +408,30 @@ def classify(
     )
     keep_all = " OR _first_seen IS NOT NULL" if extra else ""
     first_seen = ", _first_seen" if extra else ""
-    # Step by step through temp tables: each step is simple enough to spill to disk.
-    con.execute(f"CREATE TEMP TABLE {table}_ok AS SELECT {narrow} FROM {mapped} WHERE _r1 IS NULL")
+    # The set rules read a narrow projection of the passing rows (columnar: only those
+    # columns are scanned) and record the reasons of the few rows they flag.
+    ok = f"(SELECT {narrow} FROM {mapped} WHERE _r1 IS NULL)"
     for cte in ctes:
         name, body = cte.split(" AS ", 1)
         con.execute(
-            f"CREATE TEMP TABLE {table}_{name} AS {body.replace(' FROM ok ', f' FROM {table}_ok ')}"
+            f"CREATE TEMP TABLE {table}_{name} AS {body.replace(' FROM ok ', f' FROM {ok} ok ')}"
         )
-    stage2 = stage2.replace(" FROM ok ", f" FROM {table}_ok ok ")
+    stage2 = stage2.replace(" FROM ok ", f" FROM {ok} ok ")
     for name in ("known", "pstats", "bots"):
         stage2 = stage2.replace(f"JOIN {name} ON", f"JOIN {table}_{name} {name} ON")
-    con.execute(f"CREATE TEMP TABLE {table}_s2 AS {stage2}")
-    con.execute(
-        f"CREATE TEMP TABLE {table}_r AS "
-        f"SELECT _ord, coalesce(_r2, _r3) AS _r, {column} AS _c{first_seen} FROM "
-        f"(SELECT _ord, _r2, {dedup} AS _r3{extra_sql} FROM {table}_s2) "
-        f"WHERE coalesce(_r2, _r3) IS NOT NULL{keep_all}"
-    )
+    near = _near_duplicates_sql(plan, cfg, present, "s2")
+    if near is not None:
+        con.execute(
+            f"CREATE TEMP TABLE {table}_r AS WITH s2 AS ({stage2}) SELECT _ord, _r2 AS _r, "
+            f"{column} AS _c FROM s2 WHERE _r2 IS NOT NULL UNION ALL {near}"
+        )
+    else:
+        con.execute(
+            f"CREATE TEMP TABLE {table}_r AS "
+            f"SELECT _ord, coalesce(_r2, _r3) AS _r, {column} AS _c{first_seen} FROM "
+            f"(SELECT _ord, _r2, {dedup} AS _r3{extra_sql} FROM ({stage2})) "
+            f"WHERE coalesce(_r2, _r3) IS NOT NULL{keep_all}"
+        )
     pii = tuple(n for s in sqls.values() for n in s.pii_flags)
     cols = []
     for c in columns(plan.kind):
@@ -403,21 +444,14 @@ def classify(
             value = "NULL"
         cols.append(f"CAST({value} AS {duckdb_type(c)}) AS {name}")
     keep = ", ".join(["m._ord", *(f"m.{quote_ident(p)}" for p in pii)])
+    # A view, not a copy: the writer streams it once into Parquet, and the counts
+    # read only the few columns they need.
     con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {', '.join(cols)}, {keep}, "
+        f"CREATE TEMP VIEW {table} AS SELECT {', '.join(cols)}, {keep}, "
         f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
         f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord"
     )
     con.execute("SET preserve_insertion_order = true")  # later staging relies on rowid order
-    for t in (
-        mapped,
-        f"{mapped}_pmap",
-        f"{table}_r",
-        f"{table}_ok",
-        f"{table}_known",
-        f"{table}_pstats",
-        f"{table}_bots",
-        f"{table}_s2",
-    ):
+    for t in (f"{mapped}_pmap", f"{table}_known", f"{table}_pstats", f"{table}_bots"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return CleanedLoad(table, pii)
+    return CleanedLoad(table, pii, (mapped, f"{table}_r"))

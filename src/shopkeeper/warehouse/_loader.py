@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from shopkeeper import __version__
-from shopkeeper.clean import Pseudonymizer, classify, register_text_functions
+from shopkeeper.clean import NULL_MARKER_RE, Pseudonymizer, classify, register_text_functions
 from shopkeeper.config import ShopkeeperSettings, load_yaml_config
 from shopkeeper.errors import ConfigError, IngestError
 from shopkeeper.ingest import (
@@ -100,10 +100,10 @@ def fingerprint(req: IngestRequest, mapping: MappingConfig | None) -> str:
 
 
 def _source_nulls(con: duckdb.DuckDBPyConnection, stage: StagedTable) -> dict[str, int]:
-    markers = "('', 'nan', 'null', 'none', 'n/a', 'nat')"
+    """Values per source column that are missing or a null marker, as cleaning reads them."""
     parts = [
-        f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL OR lower(trim(CAST("
-        f"{quote_ident(c)} AS VARCHAR))) IN {markers})"
+        f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL OR regexp_full_match(CAST("
+        f"{quote_ident(c)} AS VARCHAR), {sql_literal(NULL_MARKER_RE)}))"
         for c in stage.columns
     ]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {stage.table}").fetchone() or ()
@@ -219,7 +219,7 @@ class _Load:
         )
         wv.row_count = int(quality["rows"])
         wv.quality = quality
-        con.execute(f"DROP TABLE {load.classified}")
+        load.release(con)
         _log.info(
             "cleaned",
             asset=plan.asset,
