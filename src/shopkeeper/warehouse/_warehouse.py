@@ -153,6 +153,8 @@ class Warehouse:
             if role == "quarantine":
                 quarantine.extend(abs_paths)
                 continue
+            if role != "data":  # e.g. an ANN index file: not Parquet, no view
+                continue
             self._view(f"{asset}_v{version}", abs_paths)
             latest[asset] = max(latest.get(asset, 0), version)
         for asset, version in latest.items():
