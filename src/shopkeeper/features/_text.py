@@ -1,0 +1,98 @@
+"""Item text: a configurable template over title, brand, category, tags and description.
+
+The template is compiled to one DuckDB expression, so the text of every item is built
+and hashed inside the warehouse, vectorized, with no per-row Python.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from shopkeeper.ingest import sql_literal
+
+TextField = Literal["title", "brand", "category", "tags", "description"]
+TEXT_FIELDS: dict[str, str] = {
+    "title": "title",
+    "brand": "brand",
+    "category": "category_path",
+    "tags": "array_to_string(tags, ', ')",
+    "description": "description",
+}
+"""Template field -> SQL over the canonical items columns."""
+
+
+class ItemTextConfig(BaseModel):
+    """How an item becomes the one text the encoder reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: list[str] = Field(
+        default_factory=lambda: [
+            "{title}",
+            "Brand: {brand}",
+            "Category: {category}",
+            "Tags: {tags}",
+            "{description}",
+        ]
+    )
+    """Segments joined by `separator`; a segment whose fields are all empty is dropped."""
+    separator: str = ". "
+    """Joins the non-empty segments."""
+    max_field_chars: PositiveInt = 400
+    """Each field is cut at a word boundary to at most this many characters."""
+    max_chars: PositiveInt = 1000
+    """The whole text is cut to this many characters (title and brand come first)."""
+
+    @field_validator("template")
+    @classmethod
+    def _known_fields(cls, segments: list[str]) -> list[str]:
+        if not segments:
+            raise ValueError("the template needs at least one segment")
+        for seg in segments:
+            fields = template_fields(seg)
+            if not fields:
+                raise ValueError(f"segment {seg!r} names no field")
+            unknown = [f for f in fields if f not in TEXT_FIELDS]
+            if unknown:
+                raise ValueError(
+                    f"unknown field(s) {unknown} in {seg!r}; known: {list(TEXT_FIELDS)}"
+                )
+        return segments
+
+
+def template_fields(segment: str) -> list[str]:
+    """The `{field}` names of one template segment, in order.
+
+    >>> template_fields("Brand: {brand} ({category})")
+    ['brand', 'category']
+    """
+    return [name for _, name, _, _ in string.Formatter().parse(segment) if name is not None]
+
+
+def _truncate_sql(expr: str, n: int) -> str:
+    """`expr` cut at the last word boundary within `n` characters (a lone long word is cut)."""
+    return (
+        f"CASE WHEN length({expr}) <= {n} THEN {expr} "
+        f"ELSE left(regexp_replace(left({expr}, {n + 1}), '\\s+\\S*$', ''), {n}) END"
+    )
+
+
+def item_text_sql(cfg: ItemTextConfig) -> str:
+    """One DuckDB expression over the items columns that yields each item's text."""
+    parts = []
+    for seg in cfg.template:
+        pieces: list[str] = []
+        present: list[str] = []
+        for literal, name, _, _ in string.Formatter().parse(seg):
+            if literal:
+                pieces.append(sql_literal(literal))
+            if name is not None:
+                value = f"nullif(trim({TEXT_FIELDS[name]}), '')"
+                pieces.append(f"coalesce({_truncate_sql(value, cfg.max_field_chars)}, '')")
+                present.append(f"{value} IS NOT NULL")
+        parts.append(f"CASE WHEN {' OR '.join(present)} THEN concat({', '.join(pieces)}) END")
+    joined = f"concat_ws({sql_literal(cfg.separator)}, {', '.join(parts)})"
+    return _truncate_sql(joined, cfg.max_chars)
