@@ -25,6 +25,7 @@ PACKAGES = [
     "shopkeeper.logging",
     "shopkeeper.schema",
     "shopkeeper.warehouse",
+    "shopkeeper.features",
     "shopkeeper.cli",
     "shopkeeper.testing",
 ]
@@ -48,7 +49,7 @@ def test_all_is_sorted_and_complete(name: str) -> None:
     assert all(hasattr(module, n) for n in exported)
 
 
-_ORDER = ["ingest", "clean", "warehouse", "cli"]
+_ORDER = ["ingest", "clean", "warehouse", "features", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

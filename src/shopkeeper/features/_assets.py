@@ -1,0 +1,119 @@
+"""Commit a derived asset version (embeddings, indexes) the way ingest commits its own.
+
+Files are written under the workspace's `tmp/`, renamed into a new version folder,
+and become visible only when one catalog transaction records the version, its files,
+its sources and its parents. Call with the workspace write lock held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from shopkeeper import __version__
+from shopkeeper.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from shopkeeper.warehouse import Workspace
+
+FileRole = Literal["data", "artifact"]
+
+
+@dataclass
+class DerivedVersion:
+    """A new version of a derived asset, its files still in tmp."""
+
+    asset: str
+    kind: str
+    transform: str
+    params: dict[str, Any]
+    row_count: int
+    schema: list[dict[str, Any]]
+    files: list[tuple[FileRole, Path, int]] = field(default_factory=list)
+    """(role, path under tmp, rows); `data` files are Parquet and get a SQL view."""
+    parents: list[tuple[str, int, str]] = field(default_factory=list)
+    """(asset, version, relation) this version was built from."""
+    sources: list[tuple[str, str, int]] = field(default_factory=list)
+    """(path, sha256, bytes) of files read from outside the workspace (a model)."""
+    quality: dict[str, Any] = field(default_factory=dict)
+
+
+def new_build_id() -> str:
+    """A short random id naming one build's tmp and version folders."""
+    return uuid.uuid4().hex[:12]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_derived(ws: Workspace, dv: DerivedVersion, build_id: str) -> int:
+    """Move `dv`'s files into a new version folder and record it; return the version."""
+    now = datetime.now(UTC)
+    with Warehouse(ws) as wh:
+        latest = wh.latest(dv.asset)
+        version = (latest.version if latest else 0) + 1
+        vdir = ws.assets_dir / dv.asset / f"v{version:06d}-{build_id}"
+        vdir.mkdir(parents=True, exist_ok=True)
+        rows: list[tuple[str, str, int]] = []
+        for role, src, n in dv.files:
+            dest = vdir / src.name
+            src.replace(dest)
+            rows.append((role, ws.relative(dest), n))
+        _fsync_dir(vdir)
+        params = {**dv.params, "shopkeeper": __version__}
+        quality = {"status": "ok", "rows": dv.row_count, **dv.quality}
+        con = wh.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "INSERT INTO meta.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    dv.asset,
+                    version,
+                    dv.kind,
+                    now,
+                    build_id,
+                    dv.transform,
+                    json.dumps(params, default=str),
+                    dv.row_count,
+                    json.dumps(dv.schema),
+                    json.dumps({c["name"]: c.get("pii", "none") for c in dv.schema}),
+                    dv.row_count,
+                    dv.row_count,
+                    0,
+                    0,
+                    json.dumps({}),
+                    json.dumps(quality, default=str),
+                ],
+            )
+            for file_role, path, n in rows:
+                con.execute(
+                    "INSERT INTO meta.files VALUES (?, ?, ?, ?, ?)",
+                    [dv.asset, version, file_role, path, n],
+                )
+            for path, sha, size in dv.sources:
+                con.execute(
+                    "INSERT INTO meta.sources VALUES (?, ?, ?, ?, ?)",
+                    [dv.asset, version, path, sha, size],
+                )
+            for pa_, pv, rel in dv.parents:
+                con.execute(
+                    "INSERT INTO meta.parents VALUES (?, ?, ?, ?, ?)",
+                    [dv.asset, version, pa_, pv, rel],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return version
