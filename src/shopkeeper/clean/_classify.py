@@ -251,9 +251,12 @@ def build_mapped_sql(
         for alias, flag in s.pii_flags.items()
     )
     # Most rows pass: the column CASE repeats every test, so it runs only on flagged rows.
+    # Only what later steps read is stored (the raw text and rule inputs are not).
+    keep = ["_ord", *(quote_ident(n) for n in sqls if not n.startswith("_"))]
+    keep += [quote_ident(a) for s in sqls.values() for a in s.pii_flags]
     stmts.append(
-        f"CREATE TEMP TABLE {table} AS SELECT *, CASE WHEN _r1 IS NOT NULL THEN {column} END "
-        f"AS _c1 FROM (SELECT *{flags}, {reason} AS _r1 "
+        f"CREATE TEMP TABLE {table} AS SELECT {', '.join(keep)}, _r1, CASE WHEN _r1 IS NOT NULL "
+        f"THEN {column} END AS _c1 FROM (SELECT *{flags}, {reason} AS _r1 "
         f"FROM (SELECT {', '.join(inner)} FROM {base}))"
     )
     return stmts, sqls

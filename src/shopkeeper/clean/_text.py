@@ -15,7 +15,8 @@ NULL_MARKERS = ("", "nan", "null", "none", "n/a", "\\n", "nat")
 """Values that mean missing, compared after trim and lower-casing."""
 _TRIMMED = "[ \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{202f}\\x{205f}\\x{3000}]*"
 """What trim() removes (the Unicode space separators), as a regex."""
-NULL_MARKER_RE = f"(?i){_TRIMMED}(nan|null|none|n/a|\\\\n|nat)?{_TRIMMED}"
+_MARKERS_RE = "(nan|null|none|n/a|\\\\n|nat)"
+NULL_MARKER_RE = f"(?i){_TRIMMED}{_MARKERS_RE}?{_TRIMMED}"
 """A value that is only a null marker (or nothing), with surrounding whitespace."""
 
 _ENTITIES = (
@@ -78,8 +79,10 @@ def norm_text(expr: str) -> str:
     s = f"regexp_replace({s}, '<[^>]*>', ' ', 'g')"
     for entity, char in _ENTITIES:
         s = f"replace({s}, '{entity}', '{char.replace(chr(39), chr(39) * 2)}')"
-    s = f"nullif(trim(regexp_replace({s}, '\\s+', ' ', 'g')), '')"
-    full = null_if_marker(s)
+    s = f"trim(regexp_replace({s}, '\\s+', ' ', 'g'))"
+    # `s` is trimmed already; naming it once (not in a CASE test and again in its
+    # branch) keeps DuckDB from evaluating the whole chain twice.
+    full = f"nullif(regexp_replace({s}, '(?i)^{_MARKERS_RE}$', ''), '')"
     return f"CASE WHEN regexp_matches({x}, '[^ -~]|[<&]|\\s\\s') THEN {full} ELSE {x} END"
 
 
