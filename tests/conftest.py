@@ -47,6 +47,14 @@ def duckdb_con() -> Iterator[duckdb.DuckDBPyConnection]:
     con.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialized sentence-transformers model folder (session-wide)."""
+    from shopkeeper.testing.models import build_tiny_sentence_model
+
+    return build_tiny_sentence_model(tmp_path_factory.mktemp("tiny-st"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """`../shared/data`, or skip when this machine has none (a user's clone)."""

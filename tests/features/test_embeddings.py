@@ -17,7 +17,7 @@ from shopkeeper.features import (
     read_embeddings,
 )
 from shopkeeper.warehouse import Warehouse, Workspace, lineage_graph
-from tests.features.conftest import ingest_items, item_rows, write_items
+from tests.features.catalog import ingest_items, item_rows, write_items
 
 
 def _vectors(ws: Workspace, version: int) -> dict[str, np.ndarray]:

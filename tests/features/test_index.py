@@ -20,7 +20,7 @@ from shopkeeper.features import (
 )
 from shopkeeper.features._index import AnnIndex
 from shopkeeper.warehouse import Warehouse, Workspace
-from tests.features.conftest import ingest_items, item_rows, write_items
+from tests.features.catalog import ingest_items, item_rows, write_items
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

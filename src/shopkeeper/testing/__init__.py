@@ -1,4 +1,8 @@
-"""Test helpers: seeded synthetic data with planted anomalies and their ground truth."""
+"""Test helpers: seeded synthetic data with planted anomalies and their ground truth.
+
+`shopkeeper.testing.models` (tiny models for fast tests) needs the `ml` extra and is
+imported on its own.
+"""
 
 from __future__ import annotations
 
