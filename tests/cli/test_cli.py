@@ -150,9 +150,26 @@ def test_demo_runs_and_summarizes(tmp_path: Path) -> None:
     out = run(tmp_path / "demo", "demo", "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    assert [a["asset"] for a in summary["assets"]] == ["events", "items", "users"]
-    assert all(a["version"] == 2 for a in summary["assets"])
+    versions = {a["asset"]: a["version"] for a in summary["assets"]}
+    assert versions == {
+        "events": 2,
+        "item_embeddings": 1,
+        "item_index": 1,
+        "items": 2,
+        "users": 2,
+    }
     assert summary["highlights"]["top_items"]
+    features = summary["features"]
+    # every distinct item text through the real MiniLM (some stock codes share a title)
+    assert features["items"] >= features["encoded"] > 2500
+    assert features["reused"] == 0
+    assert features["model_id"].startswith("sentence-transformers/all-MiniLM-L6-v2@")
+    top = summary["highlights"]["top_items"][0]
+    similar = summary["similar"][top["item_id"]]
+    assert similar["title"] == "WHITE HANGING HEART T-LIGHT HOLDER"
+    assert "HEART T-LIGHT HOLDER" in similar["similar"][0]["title"]
     human = run(tmp_path / "demo", "demo")
     assert human.returncode == 0
     assert "Already ingested" in human.stdout
+    assert "0 texts encoded" in human.stdout
+    assert "Similar items by text embedding" in human.stdout

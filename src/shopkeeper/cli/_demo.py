@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.panel import Panel
 from rich.table import Table
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._features import render_build
 from shopkeeper.cli._ingest import render_results
+from shopkeeper.features import FeaturesConfig, build_features, load_item_index
 from shopkeeper.warehouse import IngestRequest, Warehouse, ingest, lineage_graph
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SAMPLES = ("online-retail-2010-12.csv.gz", "online-retail-2011-01.csv.gz")
 
@@ -23,18 +28,65 @@ def sample_path(name: str) -> Path:
         return Path(p)
 
 
+def _features(state: State, c: Console) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Build the sample's item embeddings and index; None (and why) without the ml extra."""
+    if not state.json:
+        c.rule("features build")
+    try:
+        out = build_features(state.workspace, FeaturesConfig())
+    except ImportError as exc:
+        return None, {"skipped": str(exc)}
+    if not state.json:
+        render_build(out)
+    return out, {}
+
+
+def _similar(state: State, wh: Warehouse, item_ids: list[str]) -> dict[str, Any]:
+    """The 3 nearest items of each of `item_ids`, with titles."""
+    index = load_item_index(state.workspace)
+    hits = {i: index.similar(i, 3) for i in item_ids}
+    wanted = sorted({*item_ids, *(h["item_id"] for hs in hits.values() for h in hs)})
+    names = dict(
+        wh.con.execute(
+            "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [wanted]
+        ).fetchall()
+    )
+    return {
+        i: {"title": names.get(i), "similar": [{**h, "title": names.get(h["item_id"])} for h in hs]}
+        for i, hs in hits.items()
+    }
+
+
+def _render_similar(similar: dict[str, Any], features: dict[str, Any] | None) -> None:
+    if features is None:
+        console().print(f"Skipped item embeddings: {similar.get('skipped')}", highlight=False)
+        return
+    model = features["model_id"].split("@")[0]
+    t = Table(title=f"Similar items by text embedding ({model}, FAISS)")
+    for col in ("item", "3 most similar (cosine)"):
+        t.add_column(col)
+    for item_id, entry in similar.items():
+        t.add_row(
+            f"{item_id} {entry['title']}",
+            "\n".join(f"{h['score']:.2f} {h['item_id']} {h['title']}" for h in entry["similar"]),
+        )
+    console().print(t)
+
+
 def _highlights(wh: Warehouse) -> dict[str, Any]:
     _, top = wh.query(
-        "SELECT i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
+        "SELECT i.item_id, i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
         "FROM events e JOIN items i USING (item_id) WHERE e.event_type = 'purchase' "
-        "GROUP BY 1 ORDER BY purchases DESC, i.title LIMIT 5"
+        "GROUP BY 1, 2 ORDER BY purchases DESC, i.title LIMIT 5"
     )
     _, returns = wh.query(
         "SELECT count(*) FILTER (WHERE event_type = 'return') AS returns, "
         "count(DISTINCT user_id) AS customers, min(ts) AS first, max(ts) AS last FROM events"
     )
     return {
-        "top_items": [{"title": t, "purchases": n, "revenue_gbp": r} for t, n, r in top],
+        "top_items": [
+            {"item_id": i, "title": t, "purchases": n, "revenue_gbp": r} for i, t, n, r in top
+        ],
         "events": dict(zip(("returns", "customers", "first", "last"), returns[0], strict=True)),
     }
 
@@ -43,7 +95,7 @@ def _highlights(wh: Warehouse) -> dict[str, Any]:
 @json_option
 @click.pass_obj
 def demo_cmd(state: State) -> None:
-    """Ingest the bundled Online Retail sample (two months) and summarize the warehouse."""
+    """Ingest the bundled Online Retail sample (two months), embed its items, summarize."""
     c = console()
     results: list[dict[str, Any]] = []
     for name in SAMPLES:
@@ -55,9 +107,12 @@ def demo_cmd(state: State) -> None:
         results.extend(out)
         if not state.json:
             render_results(out)
+    features, similar = _features(state, c)
     with Warehouse(state.workspace, read_only=True) as wh:
         latest = wh.latest_versions()
         highlights = _highlights(wh)
+        if features is not None:
+            similar = _similar(state, wh, [r["item_id"] for r in highlights["top_items"][:3]])
         lineage = lineage_graph(wh, "events")
         quality = {
             v.asset: {
@@ -74,6 +129,8 @@ def demo_cmd(state: State) -> None:
         "quality": quality,
         "highlights": highlights,
         "lineage_of_events": sorted(lineage["nodes"]),
+        "features": features,
+        "similar": similar,
     }
     if state.json:
         emit_json(summary)
@@ -111,6 +168,7 @@ def demo_cmd(state: State) -> None:
     for r in highlights["top_items"]:
         top.add_row(r["title"], str(r["purchases"]), f"{r['revenue_gbp']:,.2f}")
     c.print(top)
+    _render_similar(similar, features)
     ev = highlights["events"]
     c.print(
         Panel.fit(
@@ -120,7 +178,8 @@ def demo_cmd(state: State) -> None:
             f"{sum(1 for n in lineage['nodes'] if n.startswith('asset:'))} asset versions and "
             f"{sum(1 for n in lineage['nodes'] if n.startswith('file:'))} source files upstream.\n"
             f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
-            'lineage events | quarantine events | sql "SELECT count(*) FROM events"',
+            'lineage events | quarantine events | sql "SELECT count(*) FROM events" | '
+            "similar ITEM_ID --k 5",
             title="Highlights",
         )
     )
