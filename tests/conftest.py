@@ -47,6 +47,19 @@ def duckdb_con() -> Iterator[duckdb.DuckDBPyConnection]:
     con.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exported ONNX models go to a session folder, not the user's cache (CLI runs too)."""
+    cache = tmp_path_factory.mktemp("model-cache")
+    old = os.environ.get("SHOPKEEPER_CACHE_DIR")
+    os.environ["SHOPKEEPER_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        del os.environ["SHOPKEEPER_CACHE_DIR"]
+    else:
+        os.environ["SHOPKEEPER_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialized sentence-transformers model folder (session-wide)."""

@@ -60,7 +60,17 @@ def test_config_file_and_usage_errors(
     cfg.write_text(
         f"text: {{template: ['{{title}}']}}\nencoder: {{model_path: '{tiny_model_dir}'}}\n"
     )
-    out = run(items_home, "features", "build", "--config", str(cfg), "--precision", "fp32")
+    out = run(
+        items_home,
+        "features",
+        "build",
+        "--config",
+        str(cfg),
+        "--backend",
+        "torch",
+        "--precision",
+        "fp32",
+    )
     assert out.returncode == 0, out.stderr
     assert "60 texts encoded" in out.stdout  # a new template: every text is new
     bad = tmp_path / "bad.yaml"

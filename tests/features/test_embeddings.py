@@ -101,7 +101,7 @@ def test_new_model_or_template_reencodes_everything(
     int8 = ItemEncoder(model_path=tiny_model_dir, precision="int8")
     out = build_features(items_workspace, encoder=int8)
     assert (out["version"], out["encoded"], out["reused"]) == (2, 120, 0)
-    assert out["model_id"].endswith("+int8")
+    assert out["model_id"] == int8.model_id != tiny_encoder.model_id
     cfg = FeaturesConfig(text=ItemTextConfig(template=["{title}"]))
     out = build_features(items_workspace, cfg, encoder=tiny_encoder)
     assert (out["version"], out["encoded"]) == (3, 120)

