@@ -1,0 +1,198 @@
+"""Semantic data quality: items that look like one product under two ids.
+
+Candidates are each item's nearest neighbours by text embedding; a candidate pair
+is reported when its titles are also close as text (RapidFuzz token-sort ratio) and
+the words that differ are spelling or layout changes, not a different attribute.
+Online Retail shows why the last test matters: `PINK HANGING HEART T-LIGHT HOLDER`
+and `WHITE HANGING HEART T-LIGHT HOLDER` are as close as two titles get, and they
+are two products. Pairs are reported with their scores, never merged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shopkeeper.features._encoder import require_ml
+from shopkeeper.features._index import IndexConfig, build_ann
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class DuplicatesConfig(BaseModel):
+    """Thresholds of the near-duplicate item check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    neighbours: int = Field(default=10, ge=1, le=100)
+    """Nearest neighbours by embedding examined per item."""
+    min_cosine: float = Field(default=0.85, ge=0, le=1)
+    """Embedding cosine a pair needs, together with `min_text`."""
+    min_text: float = Field(default=80.0, ge=0, le=100)
+    """Text similarity (0-100) a pair needs, together with `min_cosine`."""
+    typo_text: float = Field(default=92.0, ge=0, le=100)
+    """A pair this close as text needs only `typo_cosine` (typos move embeddings)."""
+    typo_cosine: float = Field(default=0.75, ge=0, le=1)
+    same_word: float = Field(default=75.0, ge=0, le=100)
+    """Two differing words this close (ratio) are one word spelled two ways."""
+    max_pairs: int = Field(default=1000, ge=0)
+    """At most this many pairs are kept in the report, best first."""
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two item ids that may be one product."""
+
+    item_a: str
+    item_b: str
+    title_a: str
+    title_b: str
+    cosine: float
+    text: float
+    """Text similarity of the titles, 0-100: the better of the token-sort ratio and
+    the ratio with spaces removed."""
+    score: float
+    """Mean of the cosine and text / 100."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "item_a": self.item_a,
+            "item_b": self.item_b,
+            "title_a": self.title_a,
+            "title_b": self.title_b,
+            "cosine": round(self.cosine, 4),
+            "text": round(self.text, 1),
+            "score": round(self.score, 4),
+        }
+
+
+def tokens(title: str) -> list[str]:
+    """Lower-case alphanumeric words.
+
+    >>> tokens("Zinc T-Light Holder, STAR")
+    ['zinc', 't', 'light', 'holder', 'star']
+    """
+    return _TOKEN.findall(title.lower())
+
+
+def _same_word(a: str, b: str, cfg: DuplicatesConfig) -> bool:
+    fuzz = require_ml("rapidfuzz.fuzz")
+    return bool(a.startswith(b) or b.startswith(a) or fuzz.ratio(a, b) >= cfg.same_word)
+
+
+def is_variant(title_a: str, title_b: str, cfg: DuplicatesConfig | None = None) -> bool:
+    """True when the titles name different products: another number, or a word swapped.
+
+    A word present on one side only (`ADULT APRON` vs `APRON`) is not a variant by
+    itself; a word on each side with no spelling match (`PINK` vs `WHITE`) is.
+
+    >>> is_variant("PINK HANGING HEART", "WHITE HANGING HEART")
+    True
+    >>> is_variant("STORAGE TIN VINTAGE DOILY", "STORAGE TIN VINTAGE DOILEY")
+    False
+    >>> is_variant("PAPER LANTERN 30", "PAPER LANTERN 60")
+    True
+    >>> is_variant("LUNCHBAG SUKI", "LUNCH BAG SUKI")
+    False
+    """
+    cfg = cfg or DuplicatesConfig()
+    ta, tb = tokens(title_a), tokens(title_b)
+    if "".join(ta) == "".join(tb):
+        return False
+    only_a, only_b = set(ta) - set(tb), set(tb) - set(ta)
+    if any(ch.isdigit() for t in only_a | only_b for ch in t):
+        return True
+    unmatched_a = [t for t in only_a if not any(_same_word(t, u, cfg) for u in only_b)]
+    unmatched_b = [u for u in only_b if not any(_same_word(t, u, cfg) for t in only_a)]
+    return bool(unmatched_a and unmatched_b)
+
+
+def find_duplicate_items(
+    item_ids: Sequence[str],
+    titles: Sequence[str | None],
+    vectors: npt.NDArray[np.float32],
+    cfg: DuplicatesConfig | None = None,
+    index: IndexConfig | None = None,
+) -> list[DuplicatePair]:
+    """Candidate duplicate pairs among items, best first.
+
+    Args:
+        item_ids: One id per row of `vectors`.
+        titles: The items' titles (None: the item takes no part).
+        vectors: L2-normalized item embeddings, shape (n, d).
+        cfg: Thresholds.
+        index: How the neighbour search is done (exact below a size, HNSW above).
+    """
+    cfg = cfg or DuplicatesConfig()
+    np_ = require_ml("numpy")
+    cpdist = require_ml("rapidfuzz.process").cpdist
+    fuzz = require_ml("rapidfuzz.fuzz")
+    n = len(item_ids)
+    if n < 2:
+        return []
+    ann, _ = build_ann(vectors, index or IndexConfig())
+    k = min(cfg.neighbours + 1, n)
+    scores, rows = ann.search(vectors, k)
+    first = np_.repeat(np_.arange(n), k)
+    second, cos = rows.reshape(-1), scores.reshape(-1)
+    keep = (second >= 0) & (second != first) & (cos >= min(cfg.min_cosine, cfg.typo_cosine))
+    # A pair found from either side counts once.
+    lo = np_.minimum(first[keep], second[keep])
+    hi = np_.maximum(first[keep], second[keep])
+    _, at = np_.unique(lo * n + hi, return_index=True)
+    left, right, cos = lo[at], hi[at], cos[keep][at]
+    norm = [" ".join(tokens(t)) if t else "" for t in titles]
+    has = np_.array([bool(t) for t in norm])
+    keep = has[left] & has[right]
+    left, right, cos = left[keep], right[keep], cos[keep]
+    if not len(left):
+        return []
+    # Word order aside (token sort), or spacing aside (the words run together):
+    # `LUNCHBAG SUKI` and `LUNCH BAG SUKI` are one title.
+    compact = [t.replace(" ", "") for t in norm]
+    text = np_.maximum(
+        cpdist([norm[i] for i in left], [norm[j] for j in right], scorer=fuzz.token_sort_ratio),
+        cpdist([compact[i] for i in left], [compact[j] for j in right], scorer=fuzz.ratio),
+    )
+    close = ((cos >= cfg.min_cosine) & (text >= cfg.min_text)) | (
+        (cos >= cfg.typo_cosine) & (text >= cfg.typo_text)
+    )
+    pairs: list[DuplicatePair] = []
+    for i, j, c, t in zip(left[close], right[close], cos[close], text[close], strict=True):
+        ti, tj = str(titles[i]), str(titles[j])
+        if is_variant(ti, tj, cfg):
+            continue
+        a, b = (i, j) if item_ids[i] <= item_ids[j] else (j, i)
+        pairs.append(
+            DuplicatePair(
+                item_ids[a],
+                item_ids[b],
+                str(titles[a]),
+                str(titles[b]),
+                float(c),
+                float(t),
+                (float(c) + float(t) / 100) / 2,
+            )
+        )
+    pairs.sort(key=lambda p: (-p.score, p.item_a, p.item_b))
+    return pairs[: cfg.max_pairs]
+
+
+def duplicates_report(pairs: list[DuplicatePair], n_items: int) -> dict[str, Any]:
+    """The `semantic_duplicates` section of a quality report."""
+    return {
+        "items": n_items,
+        "candidate_pairs": len(pairs),
+        "items_in_pairs": len({p.item_a for p in pairs} | {p.item_b for p in pairs}),
+        "pairs": [p.as_dict() for p in pairs],
+    }
