@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,7 +98,7 @@ def test_onnx_backend_matches_torch_and_caches_the_export(
         model_path=tiny_model_dir, backend="onnx", precision="int8-attention", cache_dir=tmp_path
     )
     with pytest.raises(ConfigError, match="needs backend torch"):
-        _ = bad.model
+        bad.load()
 
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
@@ -150,3 +151,22 @@ def test_packaged_minilm_offline() -> None:
     w = default.encode(texts)
     assert float((v * w).sum(axis=1).mean()) > 0.99
     assert float(w[0] @ w[1]) > float(w[0] @ w[2]) + 0.2
+
+
+def test_cached_onnx_export_runs_without_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Once exported, the onnx backend needs neither torch nor sentence-transformers."""
+    ref = ItemEncoder(model_path=tiny_model_dir, cache_dir=tmp_path).encode(TEXTS)
+    code = (
+        "import sys, json\n"
+        "for m in ('torch', 'sentence_transformers', 'transformers'):\n"
+        "    sys.modules[m] = None\n"
+        "from pathlib import Path\n"
+        "from shopkeeper.features import ItemEncoder\n"
+        f"enc = ItemEncoder(model_path=Path({str(tiny_model_dir)!r}), "
+        f"cache_dir=Path({str(tmp_path)!r}))\n"
+        f"print(json.dumps(enc.encode({TEXTS!r}).tolist()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    np.testing.assert_allclose(np.array(json.loads(out.stdout)), ref, atol=1e-6)

@@ -145,7 +145,7 @@ class ItemEncoder:
 
     @cached_property
     def model_id(self) -> str:
-        """`name@digest[+precision]`: vectors are reusable only under the same id."""
+        """`name@digest[+backend-precision]`: vectors are reusable only under the same id."""
         name = PACKAGED_MODEL if self.cfg.model_path is None else self.model_dir.name
         parts = [p for p in (self.cfg.backend, self.cfg.precision) if p not in ("torch", "fp32")]
         suffix = f"+{'-'.join(parts)}" if parts else ""
@@ -153,14 +153,26 @@ class ItemEncoder:
 
     @property
     def model(self) -> SentenceTransformer:
-        """The loaded (and possibly quantized) model; loaded on first use, offline."""
+        """The sentence-transformers model, offline; int8-quantized for the torch backend
+        when asked (the onnx backend needs it only to export, in fp32)."""
         if self._model is None:
-            self._model = self._load()
+            self._model = self._load_torch()
         return self._model
+
+    def load(self) -> None:
+        """Load the model now (for onnx: export it on first use, then only the cached file)."""
+        if self.cfg.backend == "onnx":
+            if self._onnx is None:
+                self._onnx = self._load_onnx()
+        else:
+            _ = self.model
 
     @property
     def dim(self) -> int:
         """Vector dimension."""
+        self.load()
+        if self._onnx is not None:
+            return self._onnx.dim
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None)  # sentence-transformers >= 6
         dim = getter() if getter else model.get_sentence_embedding_dimension()
@@ -168,7 +180,7 @@ class ItemEncoder:
             raise ConfigError(f"the model at {self.model_dir} does not say its dimension")
         return int(dim)
 
-    def _load(self) -> SentenceTransformer:
+    def _load_torch(self) -> SentenceTransformer:
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the network
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         torch = require_ml("torch")
@@ -181,28 +193,35 @@ class ItemEncoder:
             str(self.model_dir), device="cpu", local_files_only=True
         )
         model.eval()
-        if self.cfg.backend == "onnx":
-            self._onnx = self._load_onnx(model)
-        elif self.cfg.precision != "fp32":
+        if self.cfg.backend == "torch" and self.cfg.precision != "fp32":
             model = _quantize(model, self.cfg.precision)
         _log.info("loaded encoder", model_id=self.model_id, elapsed=str(timer))
         return model
 
-    def _load_onnx(self, model: SentenceTransformer) -> OnnxEncoder:
+    def onnx_path(self) -> Path:
+        """The cached export: model digest, precision, torch and ONNX Runtime versions."""
+        from importlib.metadata import version
+
+        name = (
+            f"{self.model_digest[0][:16]}-{self.cfg.precision}-torch{version('torch')}"
+            f"-ort{version('onnxruntime')}.onnx"
+        )
+        return self.cache_dir / "onnx" / name
+
+    def _load_onnx(self) -> OnnxEncoder:
         if self.cfg.precision == "int8-attention":
             raise ConfigError("precision int8-attention needs backend torch (onnx: fp32 or int8)")
-        torch = require_ml("torch")
-        ort = require_ml("onnxruntime")
-        name = (
-            f"{self.model_digest[0][:16]}-{self.cfg.precision}-torch{torch.__version__}"
-            f"-ort{ort.__version__}.onnx"
-        )
-        path = self.cache_dir / "onnx" / name
+        require_ml("onnxruntime")
+        path = self.onnx_path()
         if not path.is_file():
-            export_onnx(model, path, int8=self.cfg.precision == "int8")
-        return OnnxEncoder(path, model.tokenizer, model.max_seq_length or 512, self.cfg.threads)
+            export_onnx(self.model, path, int8=self.cfg.precision == "int8")
+        timer = Stopwatch()
+        onnx = OnnxEncoder(path, self.model_dir, self.cfg.threads)
+        _log.info("loaded encoder", model_id=self.model_id, onnx=str(path), elapsed=str(timer))
+        return onnx
 
     def _encode_sorted(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        self.load()
         if self._onnx is not None:
             return self._onnx.encode(texts, self.cfg.batch_size)
         out: npt.NDArray[np.float32] = self.model.encode(

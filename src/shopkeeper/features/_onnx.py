@@ -9,6 +9,7 @@ the torch and ONNX Runtime versions.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shopkeeper.errors import ConfigError
 from shopkeeper.logging import Stopwatch, get_logger
 
 if TYPE_CHECKING:
@@ -107,18 +109,52 @@ def export_onnx(model: SentenceTransformer, path: Path, int8: bool) -> None:
     _log.info("exported ONNX model", path=str(path), int8=int8, elapsed=str(timer))
 
 
-class OnnxEncoder:
-    """Runs an exported pipeline with ONNX Runtime on the model's own tokenizer."""
+def _max_seq_length(model_dir: Path) -> int:
+    """sentence-transformers' `max_seq_length` of the folder (512 when it names none)."""
+    cfg = model_dir / "sentence_bert_config.json"
+    if cfg.is_file():
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+        if value:
+            return int(value)
+    return 512
 
-    def __init__(self, path: Path, tokenizer: Any, max_length: int, threads: int | None) -> None:
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The folder's fast tokenizer (`tokenizer.json`) set up as sentence-transformers uses it:
+    truncation at `max_seq_length`, padding to the longest text of a batch.
+
+    Raises:
+        ConfigError: the folder has no `tokenizer.json` (use the torch backend).
+    """
+    from tokenizers import Tokenizer
+
+    path = model_dir / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"the onnx backend needs {path}; use --backend torch for this model")
+    tok = Tokenizer.from_file(str(path))
+    pad = tok.padding or {}
+    tok.no_padding()
+    tok.enable_truncation(max_length=_max_seq_length(model_dir))
+    tok.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))
+    return tok
+
+
+class OnnxEncoder:
+    """Runs an exported pipeline with ONNX Runtime on the model's own fast tokenizer.
+
+    Neither torch nor sentence-transformers is imported: a cached export starts in well
+    under a second.
+    """
+
+    def __init__(self, path: Path, model_dir: Path, threads: int | None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 0
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.tokenizer = load_tokenizer(model_dir)
+        self.dim = int(self.encode(["dimension probe"], 1).shape[1])
 
     def encode(self, texts: Sequence[str], batch_size: int) -> npt.NDArray[np.float32]:
         """Normalized vectors of `texts`, in order (sort by length before calling)."""
@@ -126,19 +162,13 @@ class OnnxEncoder:
 
         parts = []
         for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(
-                list(texts[i : i + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
+            batch = self.tokenizer.encode_batch(list(texts[i : i + batch_size]))
             feeds = {
-                "input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64),
+                "input_ids": np.array([e.ids for e in batch], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
             }
             parts.append(self.session.run(["vector"], feeds)[0])
         if not parts:
-            return np.empty((0, 0), dtype=np.float32)
+            return np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)
         out: npt.NDArray[np.float32] = np.vstack(parts).astype(np.float32, copy=False)
         return out
