@@ -1,0 +1,75 @@
+"""Recommendation: evaluation protocol, splits, metrics and baseline scorers.
+
+Needs numpy and scipy (the `ml` extra). Everything ranks the full catalog; reports are
+stored as versioned `rec_report` assets with lineage to the events they measure.
+"""
+
+from __future__ import annotations
+
+from shopkeeper.rec._baselines import (
+    EASEConfig,
+    EASEScorer,
+    ItemKNNConfig,
+    ItemKNNScorer,
+    PopularityConfig,
+    PopularityScorer,
+    RandomConfig,
+    RandomScorer,
+)
+from shopkeeper.rec._content import ContentConfig, ContentScorer
+from shopkeeper.rec._data import Histories, Interactions, k_core_mask, read_interactions
+from shopkeeper.rec._metrics import ranking_metrics, self_information, top_k
+from shopkeeper.rec._protocol import EvalConfig, evaluate_scorer, make_split, targets_of
+from shopkeeper.rec._report import (
+    BASELINES,
+    REPORT_ASSET,
+    read_report,
+    render_markdown,
+    run_evaluation,
+)
+from shopkeeper.rec._scorer import (
+    SCORERS,
+    RecScorer,
+    TrainingData,
+    create_scorer,
+    get_scorer_class,
+)
+from shopkeeper.rec._splits import Split, leave_one_out, temporal_split, unseen_targets
+
+__all__ = [
+    "BASELINES",
+    "REPORT_ASSET",
+    "SCORERS",
+    "ContentConfig",
+    "ContentScorer",
+    "EASEConfig",
+    "EASEScorer",
+    "EvalConfig",
+    "Histories",
+    "Interactions",
+    "ItemKNNConfig",
+    "ItemKNNScorer",
+    "PopularityConfig",
+    "PopularityScorer",
+    "RandomConfig",
+    "RandomScorer",
+    "RecScorer",
+    "Split",
+    "TrainingData",
+    "create_scorer",
+    "evaluate_scorer",
+    "get_scorer_class",
+    "k_core_mask",
+    "leave_one_out",
+    "make_split",
+    "ranking_metrics",
+    "read_interactions",
+    "read_report",
+    "render_markdown",
+    "run_evaluation",
+    "self_information",
+    "targets_of",
+    "temporal_split",
+    "top_k",
+    "unseen_targets",
+]
