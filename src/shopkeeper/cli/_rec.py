@@ -1,0 +1,153 @@
+"""`shopkeeper evaluate rec`: baselines under one full-ranking protocol, stored as a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.config import load_yaml_config
+
+MODEL_CHOICES = ("popularity", "itemknn", "ease", "content", "random", "all")
+"""`all` is every baseline (popularity, itemknn, ease, content) plus random."""
+
+
+@cli.group("evaluate")
+def evaluate() -> None:
+    """Measure models under a stated protocol; every report is a versioned asset."""
+
+
+def _models(chosen: tuple[str, ...]) -> tuple[list[str], bool]:
+    """Scorer names to run, and whether missing inputs only skip a model (with `all`)."""
+    from shopkeeper.rec import BASELINES
+
+    names: list[str] = []
+    for m in chosen or ("all",):
+        for n in ("random", *BASELINES) if m == "all" else (m,):
+            if n not in names:
+                names.append(n)
+    return names, "all" in (chosen or ("all",))
+
+
+def eval_config(config_path: Path | None, **overrides: Any) -> Any:
+    """The protocol from a YAML file (or defaults) with command-line overrides (None: unset)."""
+    from shopkeeper.rec import EvalConfig
+
+    cfg = load_yaml_config(config_path, EvalConfig) if config_path else EvalConfig()
+    given = {k: v for k, v in overrides.items() if v not in (None, ())}
+    return EvalConfig.model_validate({**cfg.model_dump(), **given})
+
+
+def render_report(report: dict[str, Any]) -> None:
+    """Print a report as Rich tables, one per segment."""
+    from shopkeeper.rec._report import table_columns
+
+    c = console()
+    d, p = report["data"], report["protocol"]
+    c.print(
+        f"events v{d['events_version']} ({', '.join(d['event_types'])}): {d['users']:,} users, "
+        f"{d['items']:,} items, {d['interactions']:,} interactions; {p['split']} split, "
+        f"{d['evaluated_users']:,} users ranked over the full catalog",
+        highlight=False,
+    )
+    cols = table_columns(report)
+    k0 = p["ks"][0]
+    for seg in ("all", "cold_users", "cold_items"):
+        shown = cols[:3]
+        if seg == "all":  # what fits 80 columns; --json has every figure
+            shown = [c for c in cols if not c.startswith("MRR")]
+            shown += [f"coverage@{k0}", f"novelty@{k0}"]
+        users = next((r["metrics"][seg]["users"] for r in report["models"] if "metrics" in r), 0)
+        t = Table(
+            title=f"{seg.replace('_', ' ')} ({users:,} users)",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            pad_edge=False,
+        )
+        short = (c.replace("coverage", "cov").replace("novelty", "nov") for c in shown)
+        for col in ("model", *short):
+            t.add_column(col, justify="left" if col == "model" else "right")
+        if seg == "all":
+            t.add_column("fit s", justify="right")
+        for r in report["models"]:
+            if "metrics" not in r:
+                t.add_row(r["model"], "skipped")
+                continue
+            m = r["metrics"][seg]
+            fit = [f"{r['fit_seconds']:.2f}"] if seg == "all" else []
+            vals = (f"{m[col]:.2f}" if col.startswith("nov") else f"{m[col]:.4f}" for col in shown)
+            t.add_row(r["model"], *vals, *fit)
+        c.print(t)
+    for r in report["models"]:
+        if "skipped" in r:
+            c.print(f"{r['model']} skipped: {r['skipped']}", highlight=False)
+    if "version" in report:
+        c.print(f"saved as {report['asset']} v{report['version']}", highlight=False)
+
+
+@evaluate.command("rec")
+@click.option(
+    "--model",
+    "models",
+    type=click.Choice(MODEL_CHOICES),
+    multiple=True,
+    help="A model to evaluate (repeatable; default all).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML file with the protocol (EvalConfig fields).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["leave_one_out", "temporal"]),
+    default=None,
+    help="Chronological leave-one-out (default) or a global temporal cut-off.",
+)
+@click.option("--event-type", "event_types", multiple=True, help="Interaction type (repeatable).")
+@click.option("--k-core", type=click.IntRange(min=0), default=None, help="Iterative k-core.")
+@click.option("--k", "ks", type=click.IntRange(min=1), multiple=True, help="Cut-off (repeatable).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--max-users", type=click.IntRange(min=1), default=None, help="Sample test users.")
+@click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option("--no-save", is_flag=True, help="Do not store the report as an asset.")
+@json_option
+@click.pass_obj
+def rec_cmd(
+    state: State,
+    models: tuple[str, ...],
+    config_path: Path | None,
+    split: str | None,
+    event_types: tuple[str, ...],
+    k_core: int | None,
+    ks: tuple[int, ...],
+    test_fraction: float | None,
+    max_users: int | None,
+    seed: int | None,
+    no_save: bool,
+) -> None:
+    """Fit and evaluate recommenders with full ranking; store the report as `rec_report`."""
+    from shopkeeper.rec import run_evaluation
+
+    names, skip = _models(models)
+    cfg = eval_config(
+        config_path,
+        split=split,
+        event_types=list(event_types) or None,
+        k_core=k_core,
+        ks=list(ks) or None,
+        test_fraction=test_fraction,
+        max_users=max_users,
+        seed=seed,
+    )
+    report = run_evaluation(state.workspace, names, cfg, skip_unavailable=skip, save=not no_save)
+    if state.json:
+        emit_json(report)
+    else:
+        render_report(report)
