@@ -26,6 +26,7 @@ PACKAGES = [
     "shopkeeper.schema",
     "shopkeeper.warehouse",
     "shopkeeper.features",
+    "shopkeeper.rec",
     "shopkeeper.cli",
     "shopkeeper.testing",
 ]
@@ -49,7 +50,7 @@ def test_all_is_sorted_and_complete(name: str) -> None:
     assert all(hasattr(module, n) for n in exported)
 
 
-_ORDER = ["ingest", "clean", "warehouse", "features", "cli"]
+_ORDER = ["ingest", "clean", "warehouse", "features", "rec", "cli"]
 
 
 def _imports(path: Path) -> set[str]:
