@@ -37,7 +37,15 @@ def top_k(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.int64]:
     if k == 0:
         return np.zeros((scores.shape[0], 0), dtype=np.int64)
     if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition finds each row's k-th best score; the k kept are those above it
+        # plus, among those equal to it, the lowest indices (so ties are reproducible).
+        neg = -scores
+        kth_pos = np.argpartition(neg, k - 1, axis=1)[:, k - 1 : k]
+        kth = np.take_along_axis(neg, kth_pos, axis=1)
+        above, tie = neg < kth, neg == kth
+        need = k - above.sum(axis=1, keepdims=True)
+        take = above | (tie & (np.cumsum(tie, axis=1) <= need))
+        part = np.nonzero(take)[1].reshape(scores.shape[0], k)
     else:
         part = np.broadcast_to(np.arange(n), scores.shape)
     part_scores = np.take_along_axis(scores, part, axis=1)
