@@ -44,7 +44,7 @@ def top_k(scores: npt.NDArray[np.floating], k: int) -> npt.NDArray[np.int64]:
         kth = np.take_along_axis(neg, kth_pos, axis=1)
         above, tie = neg < kth, neg == kth
         need = k - above.sum(axis=1, keepdims=True)
-        take = above | (tie & (np.cumsum(tie, axis=1) <= need))
+        take = above | (tie & (np.cumsum(tie, axis=1, dtype=np.int32) <= need))
         part = np.nonzero(take)[1].reshape(scores.shape[0], k)
     else:
         part = np.broadcast_to(np.arange(n), scores.shape)
@@ -93,5 +93,5 @@ def self_information(item_users: npt.NDArray[np.int64], n_users: int) -> npt.NDA
     >>> self_information(np.array([3, 0]), 3).tolist()
     [0.0, 2.0]
     """
-    p = (np.asarray(item_users, dtype=np.float64) + 1.0) / (n_users + 1.0)
-    return np.asarray(-np.log2(p), dtype=np.float64)
+    inverse_p = (n_users + 1.0) / (np.asarray(item_users, dtype=np.float64) + 1.0)
+    return np.asarray(np.log2(inverse_p), dtype=np.float64)

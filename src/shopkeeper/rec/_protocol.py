@@ -63,7 +63,7 @@ class EvalConfig(BaseModel):
     seed: NonNegativeInt = 0
     """Seed of tie-breaking between same-time events, user sampling and random scores."""
     batch_size: PositiveInt = 1024
-    """Users scored per batch (memory: batch_size x items float32)."""
+    """Users scored per batch, at most; fewer when the catalog is large (see `batch_rows`)."""
     events_version: PositiveInt | None = None
     """The events version to read (None: the latest)."""
 
@@ -86,6 +86,19 @@ def targets_of(split: Split, cfg: EvalConfig) -> Histories:
         return unseen_targets(split.train, split.test)
     empty = Histories.from_lists([[]] * split.train.n_users, split.n_items)
     return unseen_targets(empty, split.test)
+
+
+_CELLS_PER_BATCH = 20_000_000
+"""Score cells per batch: about 14 bytes each across the scores, masks and top-k."""
+
+
+def batch_rows(cfg: EvalConfig, n_items: int) -> int:
+    """Users per batch: `cfg.batch_size`, fewer when a batch would exceed ~280 MB.
+
+    >>> batch_rows(EvalConfig(), 4_000), batch_rows(EvalConfig(), 1_000_000)
+    (1024, 20)
+    """
+    return max(1, min(cfg.batch_size, _CELLS_PER_BATCH // max(n_items, 1)))
 
 
 def eval_users(targets: Histories, cfg: EvalConfig) -> npt.NDArray[np.int64]:
@@ -141,9 +154,10 @@ def evaluate_scorer(
     cold_users = split.train.lengths < cfg.cold_user_threshold
     info = self_information(item_counts, int((split.train.lengths > 0).sum()))
     acc = _Accumulator(ks, split.n_items)
+    rows = batch_rows(cfg, split.n_items)
     with progress(f"Evaluating {scorer.name}", total=len(users)) as pb:
-        for start in range(0, len(users), cfg.batch_size):
-            batch = users[start : start + cfg.batch_size]
+        for start in range(0, len(users), rows):
+            batch = users[start : start + rows]
             top = _rank(scorer, split.train.rows(batch), width, cfg.exclude_seen)
             target = _dense(targets.rows(batch))
             metrics = _metrics(top, target, ks)
