@@ -123,3 +123,16 @@ def test_cli_evaluate_rec(sample_ws: Workspace, tmp_path: Path) -> None:
     empty = run(tmp_path / "nothing", "evaluate", "rec", "--model", "popularity")
     assert empty.returncode == 2
     assert "ingest" in empty.stderr
+
+
+def test_figures_do_not_depend_on_the_workspace_key(
+    loo_report: dict[str, Any], tmp_path: Path
+) -> None:
+    """Another workspace has another pseudonym key (other user ids): the same figures."""
+    other = Workspace.at(tmp_path / "other")
+    ingest(other, IngestRequest(SAMPLES / "online-retail-2010-12.csv.gz", "online-retail"))
+    again = run_evaluation(other, ["popularity", "ease"], EvalConfig(), save=False)
+    before = {r["model"]: r["metrics"] for r in loo_report["models"]}
+    for r in again["models"]:
+        for seg, metrics in r["metrics"].items():
+            assert metrics == pytest.approx(before[r["model"]][seg])

@@ -1,8 +1,9 @@
 """Interactions read from the clean `events` asset, as index arrays in time order.
 
 Users and items become dense indices (sorted by id); every array is sorted by user,
-then time, then a seeded random key that breaks ties between events with the same
-timestamp (an invoice's lines all share one), so the order is reproducible.
+then time, then a seeded random rank of the item that breaks ties between events with
+the same timestamp (an invoice's lines all share one). The tie-break depends on item ids
+only, not on user pseudonyms, so a split is the same in any workspace holding the data.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def read_interactions(
         dedupe: `first` keeps each (user, item) pair's first event only; `none` keeps all.
         k_core: Drop users and items with fewer than this many interactions, repeatedly,
             until none is left (0: no filter).
-        seed: Seed of the tie-breaking order among events with the same timestamp.
+        seed: Seed of the item order that breaks ties between events with the same
+            timestamp.
 
     Raises:
         NotFoundError: the workspace has no events.
@@ -206,9 +208,9 @@ def read_interactions(
     ts = table.column("t").to_numpy().astype(np.int64)
     keep = k_core_mask(users, items, k_core) if k_core > 1 else np.ones(len(users), dtype=bool)
     users, uidx = _compact(users[keep])
+    tiebreak = np.random.default_rng(seed).permutation(len(item_ids))[items[keep]]
     items, iidx = _compact(items[keep])
     ts = ts[keep]
-    tiebreak = np.random.default_rng(seed).permutation(len(users))
     order = np.lexsort((tiebreak, ts, users))
     out = Interactions(
         user_ids=[user_ids[i] for i in uidx.tolist()],
