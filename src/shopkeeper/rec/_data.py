@@ -1,9 +1,10 @@
 """Interactions read from the clean `events` asset, as index arrays in time order.
 
 Users and items become dense indices (sorted by id); every array is sorted by user,
-then time, then a seeded random rank of the item that breaks ties between events with
-the same timestamp (an invoice's lines all share one). The tie-break depends on item ids
-only, not on user pseudonyms, so a split is the same in any workspace holding the data.
+then time, then a seeded hash of (item, time) that breaks ties between events with the
+same timestamp (an invoice's lines all share one). The hash reads no user pseudonym, so
+a split is the same in any workspace holding the data, and it differs from one
+timestamp to the next, so no item is systematically the one held out.
 """
 
 from __future__ import annotations
@@ -180,8 +181,7 @@ def read_interactions(
         dedupe: `first` keeps each (user, item) pair's first event only; `none` keeps all.
         k_core: Drop users and items with fewer than this many interactions, repeatedly,
             until none is left (0: no filter).
-        seed: Seed of the item order that breaks ties between events with the same
-            timestamp.
+        seed: Seed of the hash that orders events with the same timestamp.
 
     Raises:
         NotFoundError: the workspace has no events.
@@ -208,7 +208,7 @@ def read_interactions(
     ts = table.column("t").to_numpy().astype(np.int64)
     keep = k_core_mask(users, items, k_core) if k_core > 1 else np.ones(len(users), dtype=bool)
     users, uidx = _compact(users[keep])
-    tiebreak = np.random.default_rng(seed).permutation(len(item_ids))[items[keep]]
+    tiebreak = tie_keys(items[keep], ts[keep], seed)
     items, iidx = _compact(items[keep])
     ts = ts[keep]
     order = np.lexsort((tiebreak, ts, users))
@@ -231,6 +231,26 @@ def read_interactions(
         k_core=k_core,
     )
     return out
+
+
+def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SplitMix64's finalizer: a fast, well-spread 64-bit hash (wraps on purpose)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def tie_keys(
+    items: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], seed: int
+) -> npt.NDArray[np.uint64]:
+    """A seeded pseudo-random key per (item, time), the same in every run and workspace.
+
+    >>> a = tie_keys(np.array([1, 2]), np.array([10, 10]), 0)
+    >>> bool((a == tie_keys(np.array([1, 2]), np.array([10, 10]), 0)).all())
+    True
+    """
+    salted = _mix64(items.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+    return _mix64(salted ^ ts.astype(np.uint64))
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], list[str]]:
