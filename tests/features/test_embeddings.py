@@ -123,7 +123,15 @@ def test_lineage_reaches_items_and_model(
     assert graph["nodes"][model_file]["sha256"] == tiny_encoder.model_digest[0]
     assert v.params["model_id"] == tiny_encoder.model_id
     assert v.kind == "embeddings"
-    assert v.quality["load"] == {"items": 120, "encoded": 120, "reused": 0}
+    assert v.quality["load"] == {
+        "input_rows": 120,
+        "clean_rows": 120,
+        "quarantined_rows": 0,
+        "duplicate_rows": 0,
+        "items": 120,
+        "encoded": 120,
+        "reused": 0,
+    }
 
 
 def test_no_items_yet(workspace: Workspace, tiny_encoder: ItemEncoder) -> None:

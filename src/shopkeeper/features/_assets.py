@@ -72,7 +72,14 @@ def commit_derived(ws: Workspace, dv: DerivedVersion, build_id: str) -> int:
             rows.append((role, ws.relative(dest), n))
         _fsync_dir(vdir)
         params = {**dv.params, "shopkeeper": __version__}
-        quality = {"status": "ok", "rows": dv.row_count, **dv.quality}
+        n = dv.row_count
+        counts = {"input_rows": n, "clean_rows": n, "quarantined_rows": 0, "duplicate_rows": 0}
+        quality = {
+            "status": "ok",
+            "rows": n,
+            **dv.quality,
+            "load": {**counts, **dv.quality.get("load", {})},
+        }
         con = wh.con
         con.execute("BEGIN TRANSACTION")
         try:

@@ -156,8 +156,11 @@ def build_item_embeddings(
         if missing:
             vectors = encoder.encode([t for _, t in missing])
             dim = int(vectors.shape[1])
-        else:  # nothing new: do not even load the model
+        elif reuse:  # nothing new: do not even load the model
             dim = int(next(v for v in versions if v.version == reuse).params["dim"])
+            vectors = np_.empty((0, dim), dtype=np_.float32)
+        else:  # an empty catalog
+            dim = encoder.dim
             vectors = np_.empty((0, dim), dtype=np_.float32)
         _log.info("encoded item texts", n=len(missing), model_id=model_id, elapsed=str(timer))
         new = _vectors_table([h for h, _ in missing], vectors)
