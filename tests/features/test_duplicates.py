@@ -6,14 +6,16 @@ import duckdb
 import numpy as np
 import pytest
 
-from shopkeeper.features import ItemEncoder
+from shopkeeper.features import ItemEncoder, build_features
 from shopkeeper.features._duplicates import (
+    DUPLICATES_ASSET,
     DuplicatesConfig,
     duplicates_report,
     find_duplicate_items,
     is_variant,
     tokens,
 )
+from shopkeeper.warehouse import Warehouse, Workspace
 from tests.conftest import SAMPLES
 
 
@@ -165,3 +167,22 @@ def test_planted_duplicates_on_real_titles(real_encoder: ItemEncoder) -> None:
     # Every pair reported among the real titles must pass the variant test.
     by_id = dict(zip(ids, all_titles, strict=True))
     assert not any(is_variant(by_id[a], by_id[b]) for a, b in among_originals)
+
+
+def test_features_build_stores_the_check_with_its_quality_report(
+    items_workspace: Workspace, tiny_encoder: ItemEncoder
+) -> None:
+    out = build_features(items_workspace, encoder=tiny_encoder)
+    assert out["duplicates"]["status"] == "written"
+    with Warehouse(items_workspace, read_only=True) as wh:
+        v = wh.latest(DUPLICATES_ASSET)
+        assert v is not None
+        report = v.quality["semantic_duplicates"]
+        _, rows = wh.query(f"SELECT item_a, item_b, score FROM {DUPLICATES_ASSET}")
+        parents = {p[0] for p in wh.parents(DUPLICATES_ASSET, v.version)}
+    assert report["items"] == 120
+    assert report["candidate_pairs"] == len(rows) == v.row_count
+    assert all(a < b for a, b, _ in rows)
+    assert parents == {"item_embeddings", "items"}
+    again = build_features(items_workspace, encoder=tiny_encoder)
+    assert again["duplicates"] == {**out["duplicates"], "status": "unchanged"}

@@ -110,11 +110,13 @@ def test_sessions_from_source_ids_or_gaps(users_ws: Workspace) -> None:
 
 
 def test_rebuild_is_unchanged_and_lineage_reaches_the_encoder(users_ws: Workspace) -> None:
+    """`features build` (the fixture) made them; building again changes nothing."""
+    with Warehouse(users_ws, read_only=True) as wh:
+        built = wh.latest(USER_VECTORS_ASSET)
+    assert built is not None
     with users_ws.write_lock():
-        first = build_user_features(users_ws, UserConfig(), new_build_id())
         again = build_user_features(users_ws, UserConfig(), new_build_id())
-    assert again["status"] == "unchanged"
-    assert again["version"] == first[USER_VECTORS_ASSET]["version"]
+    assert again == {"asset": USER_VECTORS_ASSET, "version": built.version, "status": "unchanged"}
     with Warehouse(users_ws, read_only=True) as wh:
         v = wh.latest(USER_VECTORS_ASSET)
         assert v is not None
@@ -123,3 +125,5 @@ def test_rebuild_is_unchanged_and_lineage_reaches_the_encoder(users_ws: Workspac
             "events",
             "item_embeddings",
         }
+        for asset in (USER_SEQUENCES_ASSET, SESSION_VECTORS_ASSET):
+            assert wh.latest(asset) is not None

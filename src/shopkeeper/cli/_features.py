@@ -42,6 +42,23 @@ def render_build(out: dict[str, Any]) -> None:
         f"{idx['items']:,} items",
         highlight=False,
     )
+    dup = out.get("duplicates")
+    if dup:
+        c.print(
+            f"{dup['asset']} v{dup['version']} ({dup['status']}): {dup['pairs']:,} candidate "
+            "pairs of near-duplicate items (see `shopkeeper quality item_duplicates`)",
+            highlight=False,
+        )
+    for key in ("item_features", "users", "training"):
+        part = out.get(key)
+        if part:
+            extra = {k: v for k, v in part.items() if k not in ("asset", "version", "status")}
+            shown = ", ".join(f"{k} {v}" for k, v in extra.items() if not isinstance(v, dict))
+            c.print(
+                f"{part['asset']} v{part['version']} ({part['status']})"
+                + (f": {shown}" if shown else ""),
+                highlight=False,
+            )
 
 
 @features.command("build")

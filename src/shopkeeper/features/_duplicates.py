@@ -14,16 +14,27 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopkeeper.errors import NotFoundError
+from shopkeeper.features._assets import DerivedVersion, commit_derived
+from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._encoder import require_ml
-from shopkeeper.features._index import IndexConfig, build_ann
+from shopkeeper.features._index import IndexConfig, build_ann, read_embeddings
+from shopkeeper.logging import get_logger
+from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import numpy as np
     import numpy.typing as npt
+
+    from shopkeeper.warehouse import Workspace
+
+_log = get_logger(__name__)
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -196,3 +207,80 @@ def duplicates_report(pairs: list[DuplicatePair], n_items: int) -> dict[str, Any
         "items_in_pairs": len({p.item_a for p in pairs} | {p.item_b for p in pairs}),
         "pairs": [p.as_dict() for p in pairs],
     }
+
+
+DUPLICATES_ASSET = "item_duplicates"
+_REPORTED = 50
+"""Pairs copied into the quality report; all of them are in the asset's data."""
+
+
+def _column(name: str, doc: str) -> dict[str, Any]:
+    typ = "double" if name in ("cosine", "text", "score") else "string"
+    return {"name": name, "type": typ, "nullable": False, "doc": doc, "pii": "none"}
+
+
+def build_item_duplicates(ws: Workspace, cfg: DuplicatesConfig, build_id: str) -> dict[str, Any]:
+    """Check the latest embeddings for near-duplicate items, unless already checked.
+
+    Writes the `item_duplicates` asset: every candidate pair with its scores, and a
+    quality report holding the counts and the best pairs. Call with the workspace
+    write lock held.
+    """
+    with Warehouse(ws, read_only=True) as wh:
+        emb = wh.latest(EMBEDDINGS_ASSET)
+        items = wh.latest("items")
+        if emb is None or items is None:
+            raise NotFoundError("no item embeddings yet; run `shopkeeper features build`")
+        params = {
+            "config": cfg.model_dump(mode="json"),
+            "embeddings_version": emb.version,
+            "items_version": items.version,
+        }
+        last = wh.latest(DUPLICATES_ASSET)
+        if last is not None and all(last.params.get(k) == v for k, v in params.items()):
+            return {
+                "asset": DUPLICATES_ASSET,
+                "version": last.version,
+                "status": "unchanged",
+                "pairs": last.row_count,
+            }
+        item_ids, vectors = read_embeddings(wh, emb.version)
+        title_of = dict(
+            wh.con.execute(f"SELECT item_id, title FROM items_v{items.version}").fetchall()
+        )
+    titles = [title_of.get(i) for i in item_ids]
+    pairs = find_duplicate_items(item_ids, titles, vectors, cfg)
+    report = duplicates_report(pairs, len(item_ids))
+    tmp = ws.tmp_dir / build_id
+    tmp.mkdir(parents=True, exist_ok=True)
+    data = tmp / "item_duplicates.parquet"
+    rows = [p.as_dict() for p in pairs]
+    names = ["item_a", "item_b", "title_a", "title_b", "cosine", "text", "score"]
+    types = {n: pa.float64() if n in ("cosine", "text", "score") else pa.string() for n in names}
+    pq.write_table(pa.table({n: pa.array([r[n] for r in rows], types[n]) for n in names}), data)
+    parents = [(EMBEDDINGS_ASSET, emb.version, "checked"), ("items", items.version, "titles")]
+    if last is not None:
+        parents.append((DUPLICATES_ASSET, last.version, "previous"))
+    doc = {
+        "item_a": "Item id (the smaller of the two).",
+        "item_b": "Item id (the larger).",
+        "title_a": "Title of item_a.",
+        "title_b": "Title of item_b.",
+        "cosine": "Cosine of the text embeddings.",
+        "text": "Title similarity, 0-100 (RapidFuzz).",
+        "score": "Mean of cosine and text / 100.",
+    }
+    dv = DerivedVersion(
+        asset=DUPLICATES_ASSET,
+        kind="quality_check",
+        transform="features.item_duplicates",
+        params={**params, "model_id": emb.params.get("model_id")},
+        row_count=len(pairs),
+        schema=[_column(n, doc[n]) for n in names],
+        files=[("data", data, len(pairs))],
+        parents=parents,
+        quality={"semantic_duplicates": {**report, "pairs": report["pairs"][:_REPORTED]}},
+    )
+    version = commit_derived(ws, dv, build_id)
+    _log.info("checked near-duplicate items", version=version, pairs=len(pairs))
+    return {"asset": DUPLICATES_ASSET, "version": version, "status": "written", "pairs": len(pairs)}

@@ -237,9 +237,16 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
     ):  # fmt: skip
         version = _commit(ws, build_id, asset, kind, file, n, schema, params, events, emb)
         out[asset] = {"version": version, "rows": n}
-    out["seconds"] = round(timer.seconds, 3)
     _log.info("built user features", users=len(user_keys), sessions=len(session_keys))
-    return {"asset": USER_VECTORS_ASSET, "status": "written", **out}
+    return {
+        "asset": USER_VECTORS_ASSET,
+        "version": out[USER_VECTORS_ASSET]["version"],
+        "status": "written",
+        "users": len(user_keys),
+        "sessions": len(session_keys),
+        "seconds": round(timer.seconds, 3),
+        "versions": {k: v["version"] for k, v in out.items()},
+    }
 
 
 def _per_key(table: pa.Table, key: str, keys: list[str]) -> dict[str, list[Any]]:
