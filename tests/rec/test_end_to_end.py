@@ -120,6 +120,15 @@ def test_cli_evaluate_rec(sample_ws: Workspace, tmp_path: Path) -> None:
     assert "cold users" in human.stdout
     bad = run(sample_ws.home, "evaluate", "rec", "--model", "nope")
     assert bad.returncode == 2
+    cfg = tmp_path / "protocol.yaml"
+    cfg.write_text("split: temporal\nks: [5]\n")
+    out = run(sample_ws.home, "evaluate", "rec", "--model", "popularity", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert "Recall@5" in out.stdout
+    cfg.write_text("splitt: temporal\n")
+    out = run(sample_ws.home, "evaluate", "rec", "--config", str(cfg))
+    assert out.returncode == 2
+    assert "splitt" in out.stderr
     empty = run(tmp_path / "nothing", "evaluate", "rec", "--model", "popularity")
     assert empty.returncode == 2
     assert "ingest" in empty.stderr

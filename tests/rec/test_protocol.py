@@ -76,3 +76,21 @@ def test_batching_and_sampling_do_not_change_the_figures(rng: np.random.Generato
     b = evaluate_scorer(scorer, split, EvalConfig(max_users=20, seed=3))
     assert a == b
     assert a["all"]["users"] == 20
+
+
+def test_no_test_users_gives_zeros_not_errors() -> None:
+    """Every user has one interaction: leave-one-out tests nobody."""
+    split = Split(
+        kind="leave_one_out",
+        train=Histories.from_lists([[0], [1]], 3),
+        test=Histories.from_lists([[], []], 3),
+    )
+    m = evaluate(split)
+    assert {seg: v["users"] for seg, v in m.items()} == {
+        "all": 0,
+        "cold_users": 0,
+        "cold_items": 0,
+    }
+    assert m["all"]["NDCG@2"] == 0.0
+    assert m["cold_users"]["novelty@1"] == 0.0
+    assert "novelty@1" not in m["cold_items"]

@@ -94,7 +94,8 @@ class ItemKNNConfig(BaseModel):
     shrink: NonNegativeFloat = 0.0
     """Added to the cosine denominator: damps similarities built on few co-occurrences."""
     block: PositiveInt = 1024
-    """Items per block while pruning the similarity matrix (bounds memory)."""
+    """Items per block while pruning the similarity matrix, at most (fewer when the
+    catalog is large: a block holds at most 16M similarities)."""
 
 
 class ItemKNNScorer(RecScorer[ItemKNNConfig]):
@@ -112,8 +113,9 @@ class ItemKNNScorer(RecScorer[ItemKNNConfig]):
         co.eliminate_zeros()
         k = min(self.cfg.neighbours, max(self.n_items - 1, 1))
         blocks = []
-        for start in range(0, self.n_items, self.cfg.block):
-            stop = min(start + self.cfg.block, self.n_items)
+        block = max(1, min(self.cfg.block, 16_000_000 // max(self.n_items, 1)))
+        for start in range(0, self.n_items, block):
+            stop = min(start + block, self.n_items)
             dense = co[start:stop].toarray()
             dense /= np.outer(norms[start:stop], norms) + self.cfg.shrink + 1e-12
             blocks.append(_prune_rows(dense, k))

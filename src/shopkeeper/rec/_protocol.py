@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 
 from shopkeeper.logging import get_logger, progress
 from shopkeeper.rec._data import Histories
-from shopkeeper.rec._metrics import ranking_metrics, self_information, top_k
+from shopkeeper.rec._metrics import RANKING_METRICS, ranking_metrics, self_information, top_k
 from shopkeeper.rec._splits import Split, SplitKind, leave_one_out, temporal_split, unseen_targets
 
 if TYPE_CHECKING:
@@ -114,20 +114,24 @@ class _Accumulator:
     """Per-user metric values of each segment, and the items in anyone's top k."""
 
     def __init__(self, ks: list[int], n_items: int) -> None:
+        ranking = [f"{m}@{k}" for k in ks for m in RANKING_METRICS]
+        novelty = [f"novelty@{k}" for k in ks]
         self.values: dict[Segment, dict[str, list[npt.NDArray[np.float64]]]] = {
-            s: {} for s in SEGMENTS
+            s: {m: [] for m in (ranking if s == "cold_items" else [*ranking, *novelty])}
+            for s in SEGMENTS
         }
         self.covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
 
     def add(self, segment: Segment, metrics: dict[str, npt.NDArray[np.float64]]) -> None:
         for name, v in metrics.items():
-            self.values[segment].setdefault(name, []).append(v)
+            self.values[segment][name].append(v)
 
     def summary(self) -> dict[str, dict[str, float]]:
+        """Means per segment; a segment without users reads `users: 0` and zeros."""
         out: dict[str, dict[str, float]] = {}
         for seg, metrics in self.values.items():
-            cols = {m: np.concatenate(v) for m, v in metrics.items()}
-            n = len(next(iter(cols.values()))) if cols else 0
+            cols = {m: np.concatenate(v) if v else np.zeros(0) for m, v in metrics.items()}
+            n = len(next(iter(cols.values())))
             out[seg] = {"users": n, **{m: float(v.mean()) if n else 0.0 for m, v in cols.items()}}
         for k, cov in self.covered.items():
             out["all"][f"coverage@{k}"] = float(cov.mean()) if len(cov) else 0.0
