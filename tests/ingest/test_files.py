@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from shopkeeper.errors import IngestError
 from shopkeeper.ingest import detect_encoding, inspect_source, sha256_file
-from shopkeeper.ingest._files import readable_path
+from shopkeeper.ingest._files import mostly_utf8, readable_path
+from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
 
 TEXT = "name,note\ncafé,“smart” quotes – ok\n"
 
@@ -61,10 +62,34 @@ def test_detect_encoding_reads_latin1_letters_back(text) -> None:
 
 @given(st.binary(max_size=64))
 def test_the_detected_encoding_decodes_the_sample(data) -> None:
+    """Every byte reads, except the few stray bytes of a sample that is mostly UTF-8."""
     enc = detect_encoding(data)
     assert enc in {"utf-8", "utf-16", "cp1252", "latin-1"}
-    if enc != "utf-16":
+    if enc == "utf-8" and mostly_utf8(data):
+        text = data.decode("utf-8", errors="replace")
+        kept = sum(1 for ch in text if ord(ch) > 0x7F and ch != "\ufffd")
+        assert 0 < text.count("\ufffd") * 20 <= kept
+    elif enc != "utf-16":
         data.decode(enc)
+
+
+def test_utf8_with_a_stray_byte_stays_utf8_and_quarantines_that_line(tmp_path) -> None:
+    """One latin-1 byte in a UTF-8 file damages its line, not every accented letter."""
+    lines = [f"SKU{i},Café crème n°{i}" for i in range(30)]
+    body = ("item_id,title\n" + "\n".join(lines[:12]) + "\n").encode()
+    body += b"SKUX,Caf\xe9 broken\n" + ("\n".join(lines[12:]) + "\n").encode()
+    p = tmp_path / "items.csv"
+    p.write_bytes(body)
+    assert inspect_source(p).encoding == "utf-8"
+    ws = Workspace.at(tmp_path / "ws")
+    (out,) = ingest(ws, IngestRequest(p, "generic", "items"))
+    assert (out["clean_rows"], out["quarantined_rows"]) == (30, 1)
+    assert out["reasons"] == {"invalid_encoding": 1}
+    with Warehouse(ws, read_only=True) as wh:
+        _, titles = wh.query("SELECT title FROM items ORDER BY item_id LIMIT 1")
+        _, bad = wh.query("SELECT reason, source_line FROM quarantine")
+    assert titles == [("Café crème n°0",)]
+    assert bad == [("invalid_encoding", 14)]
 
 
 def test_a_cut_character_at_the_end_of_a_truncated_sample_is_still_utf8() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import hashlib
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -112,8 +113,38 @@ def _format_of(name: str, head: bytes) -> FileFormat:
     return "csv"
 
 
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+"""A well-formed UTF-8 character of two to four bytes."""
+MOSTLY_UTF8_MIN_CHARACTERS = 8
+MOSTLY_UTF8_RATIO = 20
+"""UTF-8 characters needed per stray byte for a sample to count as UTF-8 with damage."""
+
+
+def mostly_utf8(sample: bytes) -> bool:
+    """True when a sample is UTF-8 but for a few stray bytes.
+
+    Text in a single-byte encoding seldom forms multi-byte UTF-8 characters, so many
+    of them against few stray bytes means a UTF-8 file with a damaged line or two:
+    read as UTF-8, those lines are quarantined as `invalid_encoding` and every other
+    line keeps its characters (read as latin-1, every line would be garbled).
+
+    >>> mostly_utf8(("café " * 20).encode() + b"\\xe9")
+    True
+    >>> mostly_utf8(("café " * 20).encode("latin-1"))
+    False
+    """
+    valid = _UTF8_MULTIBYTE.findall(sample)
+    stray = sum(1 for b in sample if b >= 0x80) - sum(len(v) for v in valid)
+    return len(valid) >= MOSTLY_UTF8_MIN_CHARACTERS and stray * MOSTLY_UTF8_RATIO <= len(valid)
+
+
 def detect_encoding(sample: bytes, *, truncated: bool = False) -> str:
-    """Guess a text encoding from the first bytes: UTF-8 if valid, else cp1252 or latin-1.
+    """Guess a text encoding from the first bytes: UTF-8 if valid or `mostly_utf8`, else
+    cp1252 or latin-1.
 
     Args:
         sample: the first bytes of the file.
@@ -137,6 +168,8 @@ def detect_encoding(sample: bytes, *, truncated: bool = False) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    if mostly_utf8(sample):
+        return "utf-8"
     if any(0x80 <= b <= 0x9F for b in sample):
         try:
             sample.decode("cp1252")
