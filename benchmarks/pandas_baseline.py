@@ -167,9 +167,11 @@ def _set_rules(ok: pd.DataFrame, cfg: CleaningConfig) -> pd.Series:
     spread = (quart[0.75] - quart[0.25]) / 1.349  # a robust standard deviation (IQR)
     threshold = np.maximum(cfg.price_outlier_k * spread, np.log(cfg.price_outlier_factor))
     outlier = (n >= cfg.price_outlier_min_observations) & ((lp - med).abs() > threshold)
-    counted = ok[ok["event_type"].isin(cfg.bot_event_types)]
-    per_minute = counted.groupby([counted["user_id"], counted["ts"].dt.floor("min")]).size()
-    bots = per_minute[per_minute > cfg.bot_max_events_per_minute].index.get_level_values(0)
+    counted = ok.loc[ok["event_type"].isin(cfg.bot_event_types), ["user_id", "ts"]]
+    counted = counted.sort_values(["user_id", "ts"]).assign(one=1)
+    # Events in the 60 seconds up to each event: (t - 60 s, t], as the pipeline counts.
+    per_window = counted.groupby("user_id").rolling("60s", on="ts")["one"].sum()
+    bots = per_window[per_window > cfg.bot_max_events_per_minute].index.get_level_values(0)
     bot = ok["user_id"].isin(set(bots))
     return _first_reason([outlier, bot], ["price_outlier", "bot_user"], ok.index)
 

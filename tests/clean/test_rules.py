@@ -248,6 +248,17 @@ def test_bot_user(workspace) -> None:
     assert {r["column_name"] for r in bad} == {"user_id"}
 
 
+def test_bot_burst_across_a_minute_boundary(workspace) -> None:
+    """40 events either side of 10:01:00 are 80 in 60 s: a bot, though no calendar
+    minute holds more than 40. One event a second is 60 in any 60 s: not a bot."""
+    early = [f"b,I{i},view,2024-01-01 10:00:{30 + i * 0.7:06.3f},1,1" for i in range(40)]
+    late = [f"b,J{i},view,2024-01-01 10:01:{i * 0.7:06.3f},1,1" for i in range(40)]
+    steady = [f"s,I{i},view,2024-01-01 11:{i // 60:02d}:{i % 60:02d},1,1" for i in range(61)]
+    result = _events(workspace, *early, *late, *steady)
+    assert result["reasons"] == {"bot_user": 80}
+    assert result["clean_rows"] == 61
+
+
 def test_unknown_item_once_an_items_asset_exists(workspace) -> None:
     first = _events(workspace, "u1,GHOST,view,2024-01-01 10:00:00,5,1")
     assert first["reasons"] == {}  # no items asset yet: nothing to check against

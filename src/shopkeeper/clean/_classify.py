@@ -300,11 +300,21 @@ def _set_rules_sql(
             f"THEN '{Reason.PRICE_OUTLIER.value}'"
         )
     if plan.kind == "events" and {"user_id", "ts", "event_type"} <= present:
+        # More than `max` events in any 60 seconds (a sliding window, so a burst across
+        # a minute boundary counts whole). Such a window lies within two adjacent
+        # calendar minutes, so only users over `max` in some pair of them are windowed.
+        cap = cfg.bot_max_events_per_minute
         ctes.append(
-            f"bots AS (SELECT user_id AS _bu FROM (SELECT user_id, "
-            f"floor(epoch(ts) / 60) AS m, count(*) AS n FROM ok WHERE event_type IN "
-            f"({_lit_list(cfg.bot_event_types)}) GROUP BY ALL) GROUP BY 1 "
-            f"HAVING max(n) > {cfg.bot_max_events_per_minute})"
+            f"bots AS (WITH c AS (SELECT user_id, ts FROM ok WHERE event_type IN "
+            f"({_lit_list(cfg.bot_event_types)})), "
+            f"m AS (SELECT user_id, floor(epoch(ts) / 60) AS _m, count(*) AS n FROM c "
+            f"GROUP BY ALL), "
+            f"cand AS (SELECT DISTINCT a.user_id FROM m a LEFT JOIN m b ON b.user_id = a.user_id "
+            f"AND b._m = a._m + 1 WHERE a.n + coalesce(b.n, 0) > {cap}) "
+            f"SELECT DISTINCT user_id AS _bu FROM (SELECT c.user_id, count(*) OVER (PARTITION BY "
+            f"c.user_id ORDER BY c.ts RANGE BETWEEN INTERVAL 59999999 MICROSECONDS PRECEDING "
+            f"AND CURRENT ROW) AS _w FROM c JOIN cand ON cand.user_id = c.user_id) "
+            f"WHERE _w > {cap})"
         )
         joins.append("LEFT JOIN bots ON ok.user_id = bots._bu")
         whens.append(f"WHEN bots._bu IS NOT NULL THEN '{Reason.BOT_USER.value}'")

@@ -43,7 +43,7 @@ class CleaningConfig(BaseModel):
     price_outlier_min_observations: PositiveInt = 5
     """Groups (items for events, categories for items) need this many prices."""
     bot_max_events_per_minute: PositiveInt = 60
-    """A user with more events than this in any minute is a bot."""
+    """A user with more events than this in any 60 seconds is a bot."""
     bot_event_types: list[str] = ["view", "click", "add_to_cart", "search"]
     """Event types counted for the bot rule."""
     check_unknown_items: bool = True
