@@ -8,6 +8,7 @@ import pytest
 from shopkeeper.errors import ConfigError, PluginNotFoundError
 from shopkeeper.rec import (
     SCORERS,
+    ALSScorer,
     ContentScorer,
     EASEScorer,
     Histories,
@@ -41,10 +42,24 @@ class TestContent(RecScorerContractTests):
     scorer_cls = ContentScorer
 
 
+class TestALS(RecScorerContractTests):
+    scorer_cls = ALSScorer
+
+
+def test_als_learns_the_two_taste_groups() -> None:
+    """Two disjoint groups of items: a user of one group gets that group's items first."""
+    rows = [[0, 1, 2], [1, 2, 0], [0, 2], [3, 4, 5], [4, 5, 3], [3, 5]] * 5
+    data = TrainingData(Histories.from_lists(rows, 6))
+    scorer = ALSScorer(factors=4, iterations=10, regularization=0.1).fit(data)
+    scores = scorer.score(Histories.from_lists([[0], [3]], 6))
+    assert set(np.argsort(-scores[0])[:3].tolist()) == {0, 1, 2}
+    assert set(np.argsort(-scores[1])[:3].tolist()) == {3, 4, 5}
+
+
 def test_registry_names_every_scorer() -> None:
     for name in SCORERS:
         assert get_scorer_class(name).name == name
-    with pytest.raises(PluginNotFoundError, match="known: content, ease"):
+    with pytest.raises(PluginNotFoundError, match="known: als, content, ease"):
         create_scorer("sasrec-from-the-future")
 
 

@@ -12,8 +12,8 @@ from rich.table import Table
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
 from shopkeeper.config import load_yaml_config
 
-MODEL_CHOICES = ("popularity", "itemknn", "ease", "content", "random", "all")
-"""`all` is every baseline (popularity, itemknn, ease, content) plus random."""
+MODEL_CHOICES = ("popularity", "itemknn", "ease", "als", "content", "random", "all")
+"""`all` is every baseline (popularity, itemknn, ease, als, content) plus random."""
 
 
 @cli.group("evaluate")

@@ -6,6 +6,7 @@ stored as versioned `rec_report` assets with lineage to the events they measure.
 
 from __future__ import annotations
 
+from shopkeeper.rec._als import ALSConfig, ALSScorer
 from shopkeeper.rec._baselines import (
     EASEConfig,
     EASEScorer,
@@ -40,6 +41,8 @@ __all__ = [
     "BASELINES",
     "REPORT_ASSET",
     "SCORERS",
+    "ALSConfig",
+    "ALSScorer",
     "ContentConfig",
     "ContentScorer",
     "EASEConfig",

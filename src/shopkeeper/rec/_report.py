@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 _log = get_logger(__name__)
 
 REPORT_ASSET = "rec_report"
-BASELINES = ("popularity", "itemknn", "ease", "content")
+BASELINES = ("popularity", "itemknn", "ease", "als", "content")
 """What `--model all` evaluates (plus `random`, the floor)."""
 _EMBEDDINGS = "item_embeddings"
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=BaseModel)
 
 SCORERS: dict[str, str] = {
+    "als": "shopkeeper.rec._als:ALSScorer",
     "content": "shopkeeper.rec._content:ContentScorer",
     "ease": "shopkeeper.rec._baselines:EASEScorer",
     "itemknn": "shopkeeper.rec._baselines:ItemKNNScorer",
