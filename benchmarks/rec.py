@@ -47,7 +47,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "protocol": {"event_types": ["rating"], "k_core": 5, "split": "leave_one_out"},
     },
 }
-MODELS = ["random", "popularity", "itemknn", "ease", "content"]
+MODELS = ["random", "popularity", "itemknn", "ease", "als", "content"]
 
 
 def run_dataset(name: str, data: Path, models: list[str], seeds: list[int]) -> dict[str, Any]:
