@@ -1,0 +1,236 @@
+"""`shopkeeper search` (one query, a batch file, or reranking) and `evaluate search`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._rec import evaluate
+from shopkeeper.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shopkeeper.search import Searcher
+
+SEARCH_MODEL_CHOICES = ("auto", "bm25", "dense", "hybrid")
+EVAL_MODEL_CHOICES = ("random", "bm25", "bm25-nospell", "dense", "hybrid", "all")
+
+
+def read_tsv(path: Path, what: str) -> list[tuple[str, str]]:
+    """Rows of a two-column TSV (`id<TAB>value`); a header row `query_id` is skipped.
+
+    Raises:
+        ConfigError: the file cannot be read or a line has no tab.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} file: {exc}", path=str(path)) from exc
+    rows: list[tuple[str, str]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        a, tab, b = line.partition("\t")
+        if not tab:
+            raise ConfigError(f"line {n} of the {what} file has no tab", path=str(path))
+        if n == 1 and a.strip() == "query_id":
+            continue
+        rows.append((a.strip(), b.strip()))
+    return rows
+
+
+def _open(state: State, model: str, spelling: bool) -> Searcher:
+    from shopkeeper.search import Searcher
+
+    return Searcher.open(state.workspace, model, spelling=spelling)  # type: ignore[arg-type]
+
+
+def _titles(state: State, item_ids: list[str]) -> dict[str, str]:
+    from shopkeeper.warehouse import Warehouse
+
+    with Warehouse(state.workspace, read_only=True) as wh:
+        rows = wh.con.execute(
+            "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [item_ids]
+        ).fetchall()
+    return dict(rows)
+
+
+@cli.command("search")
+@click.argument("query", required=False)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TSV of query_id<TAB>query: prints {query_id: [{item_id, score}, ...]}.",
+)
+@click.option(
+    "--candidates",
+    "candidates_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TSV of query_id<TAB>item_id (with --queries): only rerank these items.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(SEARCH_MODEL_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto: hybrid when `features build` has made item vectors, else bm25.",
+)
+@click.option("--no-spelling", is_flag=True, help="Do not correct unknown query words.")
+@click.option("--user", default=None, help="Personalize for this user (not available yet).")
+@json_option
+@click.pass_obj
+def search_cmd(
+    state: State,
+    query: str | None,
+    k: int,
+    queries_file: Path | None,
+    candidates_file: Path | None,
+    model: str,
+    no_spelling: bool,
+    user: str | None,
+) -> None:
+    """Search the catalogue: one QUERY, or a batch from --queries (best first)."""
+    if user is not None:
+        raise click.UsageError("--user (personalized search) is not available yet")
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give either QUERY or --queries FILE")
+    if candidates_file is not None and queries_file is None:
+        raise click.UsageError("--candidates needs --queries")
+    searcher = _open(state, model, not no_spelling)
+    if query is not None:
+        hits = searcher.search([query], k)[0]
+        if state.json:
+            emit_json(hits)
+        else:
+            _render(state, searcher, query, hits)
+        return
+    assert queries_file is not None
+    pairs = read_tsv(queries_file, "queries")
+    qids, texts = [q for q, _ in pairs], [t for _, t in pairs]
+    if candidates_file is None:
+        results = searcher.search(texts, k)
+    else:
+        cand: dict[str, list[str]] = {}
+        for qid, item in read_tsv(candidates_file, "candidates"):
+            cand.setdefault(qid, []).append(item)
+        results = searcher.rerank(texts, [cand.get(q, []) for q in qids])
+        results = [r[:k] for r in results]
+    emit_json(dict(zip(qids, results, strict=True)))
+
+
+def _render(state: State, searcher: Searcher, query: str, hits: list[dict[str, Any]]) -> None:
+    names = _titles(state, [h["item_id"] for h in hits])
+    t = Table(title=f"{searcher.name}: {query}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("#", "item_id", "score", "title"):
+        t.add_column(col, justify="right" if col in ("#", "score") else "left")
+    for i, h in enumerate(hits, 1):
+        t.add_row(str(i), h["item_id"], f"{h['score']:.4f}", names.get(h["item_id"], ""))
+    console().print(t)
+
+
+def write_per_query(rows: list[dict[str, Any]], path: Path) -> None:
+    """Per-query figures as CSV (by suffix `.csv`) or JSON (anything else)."""
+    if path.suffix.lower() == ".csv":
+        cols = list(dict.fromkeys(c for r in rows for c in r))
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def render_search_report(report: dict[str, Any]) -> None:
+    """Print a search evaluation as a Rich table."""
+    c = console()
+    d, p = report["data"], report["protocol"]
+    c.print(
+        f"{d['items']:,} items; queries train/validation/test "
+        f"{d['queries']['train']:,}/{d['queries']['validation']:,}/{d['queries']['test']:,} "
+        f"(query-disjoint, seed {p['seed']}); {d['evaluated_queries']:,} test queries",
+        highlight=False,
+    )
+    k, rk = p["k"], p["recall_k"]
+    t = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    cols = [f"nDCG@{k}", f"Recall@{rk}", f"MRR@{k}", f"rerank nDCG@{k}", f"rerank MRR@{k}", "q/s"]
+    for col in ("model", *cols):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for m in report["models"]:
+        f, r = m["full"], m["rerank"]
+        vals = [f[f"nDCG@{k}"], f[f"Recall@{rk}"], f[f"MRR@{k}"], r[f"nDCG@{k}"], r[f"MRR@{k}"]]
+        qps = m["queries_per_second"]
+        t.add_row(m["model"], *(f"{v:.4f}" for v in vals), f"{qps:,.0f}" if qps else "-")
+    c.print(t)
+    if "fusion" in report:
+        ch = report["fusion"]["chosen"]
+        c.print(
+            f"hybrid: {ch['method']} fusion, BM25 share {ch['weight']:.1f} "
+            f"(tuned on {report['fusion']['validation_queries']:,} validation queries)",
+            highlight=False,
+        )
+    c.print(
+        f"RMSE of predicting the train mean grade: {report['rmse']['constant_train_mean']:.4f} "
+        "(no model here predicts grades)",
+        highlight=False,
+    )
+
+
+@evaluate.command("search")
+@click.option(
+    "--model",
+    "models",
+    type=click.Choice(EVAL_MODEL_CHOICES),
+    multiple=True,
+    help="A model (repeatable; default: random, bm25, and dense + hybrid when item vectors exist).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Split and tie seed.")
+@click.option("--max-queries", type=click.IntRange(min=1), default=None, help="Sample queries.")
+@click.option(
+    "--per-query",
+    "per_query_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write every test query's figures to FILE (.csv or .json).",
+)
+@json_option
+@click.pass_obj
+def search_eval_cmd(
+    state: State,
+    models: tuple[str, ...],
+    seed: int | None,
+    max_queries: int | None,
+    per_query_file: Path | None,
+) -> None:
+    """Evaluate search on judged queries: full-catalogue and rerank protocols."""
+    from shopkeeper.search import SearchEvalConfig, evaluate_search
+    from shopkeeper.search._open import has_dense
+
+    chosen: list[Any] = list(dict.fromkeys(models))
+    if not chosen or "all" in chosen:
+        dense = has_dense(state.workspace)
+        chosen = ["random", "bm25", *(["dense", "hybrid"] if dense else [])]
+    given = {"seed": seed, "max_queries": max_queries}
+    cfg = SearchEvalConfig.model_validate({k: v for k, v in given.items() if v is not None})
+    report = evaluate_search(
+        state.workspace,
+        chosen,
+        cfg,
+        per_query=per_query_file is not None,
+    )
+    if per_query_file is not None:
+        write_per_query(report.pop("per_query"), per_query_file)
+        report["per_query_file"] = str(per_query_file)
+    if state.json:
+        emit_json(report)
+    else:
+        render_search_report(report)
