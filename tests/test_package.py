@@ -27,6 +27,7 @@ PACKAGES = [
     "shopkeeper.warehouse",
     "shopkeeper.features",
     "shopkeeper.rec",
+    "shopkeeper.search",
     "shopkeeper.cli",
     "shopkeeper.testing",
 ]
@@ -50,7 +51,7 @@ def test_all_is_sorted_and_complete(name: str) -> None:
     assert all(hasattr(module, n) for n in exported)
 
 
-_ORDER = ["ingest", "clean", "warehouse", "features", "rec", "cli"]
+_ORDER = ["ingest", "clean", "warehouse", "features", "rec", "search", "cli"]
 
 
 def _imports(path: Path) -> set[str]:
