@@ -94,6 +94,9 @@ class Warehouse:
             try:
                 self._con = duckdb.connect(str(ws.catalog_path), read_only=self.read_only)
                 self._con.execute("SET TimeZone = 'UTC'")
+                # DuckDB draws a progress bar on stdout for queries slower than 2 s;
+                # stdout carries --json.
+                self._con.execute("SET enable_progress_bar = false")
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
