@@ -64,7 +64,7 @@ def run_evaluation(
 
     Args:
         ws: The workspace (must hold events).
-        models: Scorer names (`popularity`, `itemknn`, `ease`, `content`, `random`).
+        models: Scorer names (`popularity`, `itemknn`, `ease`, `als`, `content`, `random`).
         cfg: The protocol.
         model_configs: Per-model config overrides, JSON data.
         skip_unavailable: Report a model whose inputs are missing (no embeddings for
@@ -204,9 +204,6 @@ def _best(results: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, str]:
         if ran:
             out[key] = max(ran, key=lambda r: r["metrics"]["all"][key])["model"]
     return out
-
-
-METRIC_COLUMNS = ("HR", "Recall", "NDCG", "MRR")
 
 
 def table_columns(report: dict[str, Any]) -> list[str]:
