@@ -9,7 +9,13 @@ from __future__ import annotations
 from shopkeeper.search._analyze import Analyzer
 from shopkeeper.search._assets import SEARCH_INDEX_ASSET, build_search_index, load_search_index
 from shopkeeper.search._data import Judged, load_judged, split_queries
-from shopkeeper.search._evaluate import SEARCH_MODELS, SearchEvalConfig, evaluate_search
+from shopkeeper.search._evaluate import (
+    SEARCH_MODELS,
+    SearchEvalConfig,
+    evaluate_search,
+    run_full,
+    run_rerank,
+)
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever, fuse
 from shopkeeper.search._lexical import LexicalConfig, LexicalIndex
 from shopkeeper.search._metrics import mrr_at_k, ndcg_at_k, recall_at_k, rmse
@@ -50,5 +56,7 @@ __all__ = [
     "open_lexical",
     "recall_at_k",
     "rmse",
+    "run_full",
+    "run_rerank",
     "split_queries",
 ]

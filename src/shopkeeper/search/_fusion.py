@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from shopkeeper.search._retrieve import Ranked, top_k
+from shopkeeper.search._retrieve import CHUNK, Ranked, gather, top_k
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -144,9 +144,24 @@ class HybridRetriever:
         return fuse(lex, den, rows >= 0, self.cfg)
 
     def retrieve(self, encoded: tuple[Any, npt.NDArray[np.float32]], k: int) -> Ranked:
-        """The top `k` of the fused candidates."""
-        rows = self.candidates(encoded)
-        return rank_candidates(rows, self.score(encoded, rows), k)
+        """The top `k` of the fused candidates (BM25 scores the catalogue once per chunk)."""
+        n = self.cfg.candidates
+        den_rows = self.dense.retrieve(encoded[1], n).rows
+        parts_rows, parts_lex = [], []
+        for s in range(0, len(den_rows), CHUNK):
+            full = self.lexical.index.scores(encoded[0][s : s + CHUNK])
+            rows = union_rows(top_k(full, n, keep_zero=False).rows, den_rows[s : s + CHUNK])
+            parts_rows.append(rows)
+            parts_lex.append(gather(full, rows))
+        width = max((r.shape[1] for r in parts_rows), default=0)
+        rows = np.concatenate([_pad(r, width, -1) for r in parts_rows])
+        lex = np.concatenate([_pad(x, width, 0) for x in parts_lex])
+        den = self.dense.score(encoded[1], rows)
+        return rank_candidates(rows, fuse(lex, den, rows >= 0, self.cfg), k)
+
+
+def _pad(a: npt.NDArray[Any], width: int, value: float) -> npt.NDArray[Any]:
+    return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=value)
 
 
 def rank_candidates(rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int) -> Ranked:
