@@ -113,9 +113,18 @@ def render_report(report: dict[str, Any]) -> None:
 @click.option("--event-type", "event_types", multiple=True, help="Interaction type (repeatable).")
 @click.option("--k-core", type=click.IntRange(min=0), default=None, help="Iterative k-core.")
 @click.option("--k", "ks", type=click.IntRange(min=1), multiple=True, help="Cut-off (repeatable).")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option(
+    "--test-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Temporal split: share of interactions after the cut-off (default 0.2).",
+)
 @click.option("--max-users", type=click.IntRange(min=1), default=None, help="Sample test users.")
-@click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed of same-time tie-breaks, user sampling and random scores (default 0).",
+)
 @click.option("--no-save", is_flag=True, help="Do not store the report as an asset.")
 @json_option
 @click.pass_obj
