@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shopkeeper.search import (
     Analyzer,
@@ -11,6 +15,8 @@ from shopkeeper.search import (
     LexicalConfig,
     LexicalIndex,
     LexicalRetriever,
+    SearchEvalConfig,
+    SpellingConfig,
     SpellingCorrector,
     fuse,
     misspell,
@@ -112,3 +118,42 @@ def test_union_and_fusion() -> None:
     assert only_dense[0, 1] > only_dense[0, 0]
     with pytest.raises(ValueError, match="less than or equal"):
         FusionConfig(weight=1.5)
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 5), min_size=6, max_size=6), min_size=1, max_size=4),
+    st.integers(1, 8),
+)
+def test_top_k_matches_a_stable_sort(rows: list[list[int]], k: int) -> None:
+    scores = np.array(rows, dtype=np.float32)
+    got = top_k(scores, k)
+    for r, row in enumerate(rows):
+        expected = sorted(range(len(row)), key=lambda c: (-row[c], c))[:k]
+        assert got.rows[r].tolist() == expected
+        assert got.scores[r].tolist() == [row[c] for c in expected]
+
+
+@given(
+    st.lists(st.integers(-1, 9), min_size=1, max_size=6),
+    st.lists(st.integers(-1, 9), min_size=1, max_size=6),
+)
+def test_union_rows_is_the_set_union(a: list[int], b: list[int]) -> None:
+    got = union_rows(np.array([a]), np.array([b]))[0].tolist()
+    want = sorted({x for x in a + b if x >= 0})
+    assert got == want + [-1] * (len(a) + len(b) - len(want))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        LexicalConfig(k1=0.9, field_weights={"title": 2.0}, spelling=SpellingConfig(min_length=5)),
+        FusionConfig(method="rrf", weight=0.25),
+        SearchEvalConfig(seed=3, fusion_weights=[0.5]),
+    ],
+)
+def test_config_round_trip(cfg: LexicalConfig | FusionConfig | SearchEvalConfig) -> None:
+    dumped = cfg.model_dump(mode="json")
+    again = type(cfg).model_validate(json.loads(json.dumps(dumped)))
+    assert again.model_dump(mode="json") == dumped
+    with pytest.raises(ValueError, match="Extra inputs"):
+        type(cfg).model_validate({**dumped, "nope": 1})
