@@ -4,7 +4,7 @@ features, user representations and training examples; each step incremental."""
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,9 +21,12 @@ from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from shopkeeper.warehouse import Workspace
 
 _log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class FeaturesConfig(BaseModel):
@@ -62,9 +65,9 @@ def build_features(
 
     Returns:
         The embeddings summary (asset, version, status, items, encoded, reused,
-        model_id, items_version), `seconds`, `index` (the index summary), and the
-        summaries of `duplicates`, `item_features`, and where there are events,
-        `users` and `training`.
+        model_id, items_version), `seconds`, `step_seconds` (per step), `index` (the
+        index summary), and the summaries of `duplicates`, `item_features`, and where
+        there are events, `users` and `training`.
     """
     cfg = cfg or FeaturesConfig()
     encoder = encoder or ItemEncoder(cfg.encoder)
@@ -73,20 +76,42 @@ def build_features(
     with ws.write_lock():
         with Warehouse(ws) as wh:
             ws.sweep(wh.referenced_dirs())
+        steps: dict[str, float] = {}
+
+        def step(name: str, fn: Callable[[], T]) -> T:
+            start = timer.seconds
+            result = fn()
+            steps[name] = round(timer.seconds - start, 3)
+            return result
+
         try:
-            emb = build_item_embeddings(ws, cfg.text, encoder, build_id)
-            index = build_item_index(ws, cfg.index, build_id)
+            emb = step("embeddings", lambda: build_item_embeddings(ws, cfg.text, encoder, build_id))
+            index = step("index", lambda: build_item_index(ws, cfg.index, build_id))
             derived = {
-                "duplicates": build_item_duplicates(ws, cfg.duplicates, build_id),
-                "item_features": build_item_features(ws, cfg.structured, build_id),
+                "duplicates": step(
+                    "duplicates", lambda: build_item_duplicates(ws, cfg.duplicates, build_id)
+                ),
+                "item_features": step(
+                    "item_features", lambda: build_item_features(ws, cfg.structured, build_id)
+                ),
             }
             with Warehouse(ws, read_only=True) as wh:
                 has_events = wh.latest("events") is not None
             if has_events:
-                derived["users"] = build_user_features(ws, cfg.users, build_id)
-                derived["training"] = build_training_examples(ws, cfg.dataset, build_id)
+                derived["users"] = step(
+                    "users", lambda: build_user_features(ws, cfg.users, build_id)
+                )
+                derived["training"] = step(
+                    "training", lambda: build_training_examples(ws, cfg.dataset, build_id)
+                )
         finally:
             shutil.rmtree(ws.tmp_dir / build_id, ignore_errors=True)
-    out = {**emb.summary(), "seconds": round(timer.seconds, 3), "index": index, **derived}
+    out = {
+        **emb.summary(),
+        "seconds": round(timer.seconds, 3),
+        "step_seconds": steps,
+        "index": index,
+        **derived,
+    }
     _log.info("built features", **{k: v for k, v in out.items() if k != "index"})
     return out
