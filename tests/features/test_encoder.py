@@ -170,3 +170,21 @@ def test_cached_onnx_export_runs_without_torch(tiny_model_dir: Path, tmp_path: P
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     np.testing.assert_allclose(np.array(json.loads(out.stdout)), ref, atol=1e-6)
+
+
+def test_model_digest_is_cached_by_file_stats_and_notices_a_change(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from shopkeeper.features._encoder import _dir_digest
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cache = tmp_path / "cache"
+    first = _dir_digest(model, cache)
+    assert (cache / "model-digests.json").is_file()
+    assert _dir_digest(model, cache) == first == _dir_digest(model)
+    target = next(p for p in sorted(model.rglob("*.json")))
+    target.write_text(target.read_text() + " ")
+    changed = _dir_digest(model, cache)
+    assert changed != first
+    assert changed == _dir_digest(model)
