@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pytest
 
-from shopkeeper.features import ItemEncoder, build_features
+from shopkeeper.features import ItemEncoder, build_features, read_embeddings
 from shopkeeper.features._duplicates import (
     DUPLICATES_ASSET,
     DuplicatesConfig,
@@ -15,7 +17,7 @@ from shopkeeper.features._duplicates import (
     is_variant,
     tokens,
 )
-from shopkeeper.warehouse import Warehouse, Workspace
+from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
 from tests.conftest import SAMPLES
 
 
@@ -186,3 +188,35 @@ def test_features_build_stores_the_check_with_its_quality_report(
     assert parents == {"item_embeddings", "items"}
     again = build_features(items_workspace, encoder=tiny_encoder)
     assert again["duplicates"] == {**out["duplicates"], "status": "unchanged"}
+
+
+def _titles_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("item_id,title\n" + "".join(f"{i},{t}\n" for i, t in rows))
+    return path
+
+
+def test_a_rebuild_searches_only_changed_items_and_equals_a_full_check(
+    workspace: Workspace, tiny_encoder: ItemEncoder, tmp_path: Path
+) -> None:
+    words = ["lamp", "chair", "kettle", "scarf", "vase", "rug", "mug", "candle"]
+    rows = [(f"A{i}", f"{w} of oak and brass") for i, w in enumerate(words)]
+    rows += [(f"B{i}", f"{w} of oak and brass") for i, w in enumerate(words[:5])]  # 5 pairs
+    ingest(workspace, IngestRequest(_titles_csv(tmp_path / "a.csv", rows), "generic", "items"))
+    first = build_features(workspace, encoder=tiny_encoder)["duplicates"]
+    assert first["pairs"] == 5
+    change = [("B0", "garden hose reel"), ("C1", "chair of oak and brass")]  # one pair out, one in
+    ingest(workspace, IngestRequest(_titles_csv(tmp_path / "b.csv", change), "generic", "items"))
+    tiny_encoder.texts_encoded = 0
+    second = build_features(workspace, encoder=tiny_encoder)
+    assert tiny_encoder.texts_encoded == 1  # C1 reuses the vector of its twin A1's text
+    with Warehouse(workspace, read_only=True) as wh:
+        _, got = wh.query(f"SELECT item_a, item_b FROM {DUPLICATES_ASSET}")
+        emb = wh.latest("item_embeddings")
+        assert emb is not None
+        ids, vectors = read_embeddings(wh, emb.version)
+        titles = dict(wh.query("SELECT item_id, title FROM items")[1])
+    full = find_duplicate_items(ids, [titles[i] for i in ids], vectors)
+    assert sorted(got) == sorted((p.item_a, p.item_b) for p in full)
+    assert ("A0", "B0") not in got
+    assert {("A1", "C1"), ("B1", "C1")} <= set(got)
+    assert second["duplicates"]["pairs"] == 6

@@ -12,7 +12,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from shopkeeper import __version__
 from shopkeeper.warehouse import Warehouse
@@ -20,7 +20,7 @@ from shopkeeper.warehouse import Warehouse
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from shopkeeper.warehouse import Workspace
+    from shopkeeper.warehouse import AssetVersion, Workspace
 
 FileRole = Literal["data", "artifact"]
 
@@ -42,6 +42,15 @@ class DerivedVersion:
     sources: list[tuple[str, str, int]] = field(default_factory=list)
     """(path, sha256, bytes) of files read from outside the workspace (a model)."""
     quality: dict[str, Any] = field(default_factory=dict)
+
+
+def built_from(last: AssetVersion | None, params: dict[str, Any]) -> TypeGuard[AssetVersion]:
+    """True when `last` was built from exactly these inputs and settings (`params`).
+
+    >>> built_from(None, {"items_version": 1})
+    False
+    """
+    return last is not None and all(last.params.get(k) == v for k, v in params.items())
 
 
 def new_build_id() -> str:

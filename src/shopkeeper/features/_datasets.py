@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived
+from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._structured import ITEM_FEATURES_ASSET
 from shopkeeper.ingest import sql_literal
@@ -132,7 +132,7 @@ def build_training_examples(ws: Workspace, cfg: DatasetConfig, build_id: str) ->
             "model_id": emb.params.get("model_id") if emb else None,
         }
         last = wh.latest(TRAINING_ASSET)
-        if last is not None and all(last.params.get(k) == v for k, v in params.items()):
+        if built_from(last, params):
             return {"asset": TRAINING_ASSET, "version": last.version, "status": "unchanged"}
         timer = Stopwatch()
         tmp = ws.tmp_dir / build_id

@@ -11,7 +11,7 @@ are two products. Pairs are reported with their scores, never merged.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived
+from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.features._index import IndexConfig, build_ann, read_embeddings
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from shopkeeper.warehouse import Workspace
+    from shopkeeper.warehouse import AssetVersion, Workspace
 
 _log = get_logger(__name__)
 
@@ -134,6 +134,7 @@ def find_duplicate_items(
     vectors: npt.NDArray[np.float32],
     cfg: DuplicatesConfig | None = None,
     index: IndexConfig | None = None,
+    queries: npt.NDArray[np.int64] | None = None,
 ) -> list[DuplicatePair]:
     """Candidate duplicate pairs among items, best first.
 
@@ -143,6 +144,8 @@ def find_duplicate_items(
         vectors: L2-normalized item embeddings, shape (n, d).
         cfg: Thresholds.
         index: How the neighbour search is done (exact below a size, HNSW above).
+        queries: Rows whose neighbours are searched (default: all); pairs found from
+            them may involve any item.
     """
     cfg = cfg or DuplicatesConfig()
     np_ = require_ml("numpy")
@@ -153,8 +156,11 @@ def find_duplicate_items(
         return []
     ann, _ = build_ann(vectors, index or IndexConfig())
     k = min(cfg.neighbours + 1, n)
-    scores, rows = ann.search(vectors, k)
-    first = np_.repeat(np_.arange(n), k)
+    asked = np_.arange(n) if queries is None else np_.asarray(queries, dtype=np_.int64)
+    if not len(asked):
+        return []
+    scores, rows = ann.search(vectors[asked], k)
+    first = np_.repeat(asked, k)
     second, cos = rows.reshape(-1), scores.reshape(-1)
     keep = (second >= 0) & (second != first) & (cos >= min(cfg.min_cosine, cfg.typo_cosine))
     # A pair found from either side counts once.
@@ -214,6 +220,70 @@ _REPORTED = 50
 """Pairs copied into the quality report; all of them are in the asset's data."""
 
 
+INCREMENTAL_MAX_SHARE = 0.2
+"""Above this share of new or changed item texts, the check starts over."""
+
+
+def _reusable_pairs(
+    wh: Warehouse,
+    last: AssetVersion | None,
+    cfg: DuplicatesConfig,
+    emb_version: int,
+    item_ids: list[str],
+) -> tuple[list[DuplicatePair], set[str] | None]:
+    """Pairs of the last check between items whose text did not change, and the ids of
+    new or changed items; (_, None) when the check must start over.
+
+    Pairs between two unchanged items stay valid; every pair that involves a changed
+    item is found again by searching from that item.
+    """
+    if last is None or last.params.get("config") != cfg.model_dump(mode="json"):
+        return [], None
+    before = last.params.get("embeddings_version")
+    if not isinstance(before, int) or before == emb_version:
+        return [], None
+    con = wh.con
+    old = dict(
+        con.execute(f"SELECT item_id, text_hash FROM {EMBEDDINGS_ASSET}_v{before}").fetchall()
+    )
+    new = dict(
+        con.execute(f"SELECT item_id, text_hash FROM {EMBEDDINGS_ASSET}_v{emb_version}").fetchall()
+    )
+    changed = {i for i, h in new.items() if old.get(i) != h}
+    if len(changed) > INCREMENTAL_MAX_SHARE * max(1, len(item_ids)):
+        return [], None
+    rows = con.execute(
+        f"SELECT item_a, item_b, title_a, title_b, cosine, text, score "
+        f"FROM {DUPLICATES_ASSET}_v{last.version}"
+    ).fetchall()
+    kept = [
+        DuplicatePair(*r)
+        for r in rows
+        if r[0] in new and r[1] in new and r[0] not in changed and r[1] not in changed
+    ]
+    return kept, changed
+
+
+def _merge(
+    kept: list[DuplicatePair],
+    found: list[DuplicatePair],
+    title_of: dict[str, str | None],
+    cfg: DuplicatesConfig,
+) -> list[DuplicatePair]:
+    """Kept and newly found pairs, each pair once, best first, at most `max_pairs`."""
+    by_key: dict[tuple[str, str], DuplicatePair] = {}
+    for p in kept:
+        by_key[(p.item_a, p.item_b)] = replace(
+            p,
+            title_a=str(title_of.get(p.item_a, p.title_a)),
+            title_b=str(title_of.get(p.item_b, p.title_b)),
+        )
+    for p in found:
+        by_key[(p.item_a, p.item_b)] = p
+    pairs = sorted(by_key.values(), key=lambda p: (-p.score, p.item_a, p.item_b))
+    return pairs[: cfg.max_pairs]
+
+
 def _column(name: str, doc: str) -> dict[str, Any]:
     typ = "double" if name in ("cosine", "text", "score") else "string"
     return {"name": name, "type": typ, "nullable": False, "doc": doc, "pii": "none"}
@@ -237,7 +307,7 @@ def build_item_duplicates(ws: Workspace, cfg: DuplicatesConfig, build_id: str) -
             "items_version": items.version,
         }
         last = wh.latest(DUPLICATES_ASSET)
-        if last is not None and all(last.params.get(k) == v for k, v in params.items()):
+        if built_from(last, params):
             return {
                 "asset": DUPLICATES_ASSET,
                 "version": last.version,
@@ -248,8 +318,15 @@ def build_item_duplicates(ws: Workspace, cfg: DuplicatesConfig, build_id: str) -
         title_of = dict(
             wh.con.execute(f"SELECT item_id, title FROM items_v{items.version}").fetchall()
         )
+        kept, changed = _reusable_pairs(wh, last, cfg, emb.version, item_ids)
     titles = [title_of.get(i) for i in item_ids]
-    pairs = find_duplicate_items(item_ids, titles, vectors, cfg)
+    if changed is None:
+        pairs = find_duplicate_items(item_ids, titles, vectors, cfg)
+    else:
+        np_ = require_ml("numpy")
+        rows = np_.array([r for r, i in enumerate(item_ids) if i in changed], dtype=np_.int64)
+        found = find_duplicate_items(item_ids, titles, vectors, cfg, queries=rows)
+        pairs = _merge(kept, found, title_of, cfg)
     report = duplicates_report(pairs, len(item_ids))
     tmp = ws.tmp_dir / build_id
     tmp.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived
+from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.warehouse import Warehouse
@@ -143,7 +143,7 @@ def build_item_features(ws: Workspace, cfg: StructuredConfig, build_id: str) -> 
             "events_version": events.version if events else None,
         }
         last = wh.latest(ITEM_FEATURES_ASSET)
-        if last is not None and all(last.params.get(k) == v for k, v in params.items()):
+        if built_from(last, params):
             return _summary(last.version, "unchanged", last.row_count)
         timer = Stopwatch()
         con = wh.con

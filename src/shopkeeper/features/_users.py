@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived
+from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.features._index import read_embeddings
@@ -166,7 +166,7 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
             "model_id": emb.params.get("model_id"),
         }
         last = wh.latest(USER_VECTORS_ASSET)
-        if last is not None and all(last.params.get(k) == v for k, v in params.items()):
+        if built_from(last, params):
             return {"asset": USER_VECTORS_ASSET, "version": last.version, "status": "unchanged"}
         timer = Stopwatch()
         item_ids, vectors = read_embeddings(wh, emb.version)
