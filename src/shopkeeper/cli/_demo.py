@@ -13,7 +13,8 @@ from rich.table import Table
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
 from shopkeeper.cli._features import render_build
 from shopkeeper.cli._ingest import render_results
-from shopkeeper.features import FeaturesConfig, build_features, load_item_index
+from shopkeeper.features import DUPLICATES_ASSET, FeaturesConfig, build_features, load_item_index
+from shopkeeper.search import Searcher
 from shopkeeper.warehouse import IngestRequest, Warehouse, ingest, lineage_graph
 
 if TYPE_CHECKING:
@@ -73,6 +74,61 @@ def _render_similar(similar: dict[str, Any], features: dict[str, Any] | None) ->
     console().print(t)
 
 
+DEMO_QUERIES = ("lunch bag", "luch bagg", "hanging heart holder", "haning hart holdr")
+"""Searches the demo runs: two queries, each also with the typos shoppers make."""
+
+
+def _duplicates(wh: Warehouse) -> list[dict[str, Any]]:
+    """The best near-duplicate item pairs that `features build` reported."""
+    v = wh.latest(DUPLICATES_ASSET)
+    if v is None:
+        return []
+    pairs: list[dict[str, Any]] = v.quality.get("semantic_duplicates", {}).get("pairs", [])
+    return pairs[:5]
+
+
+def _searches(state: State) -> dict[str, Any]:
+    """Top 3 items of each demo query (hybrid BM25 + vectors, with spelling correction)."""
+    searcher = Searcher.open(state.workspace)
+    hits = searcher.search(list(DEMO_QUERIES), 3)
+    ids = sorted({h["item_id"] for hs in hits for h in hs})
+    with Warehouse(state.workspace, read_only=True) as wh:
+        names = dict(
+            wh.con.execute(
+                "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [ids]
+            ).fetchall()
+        )
+    return {
+        "model": searcher.name,
+        "results": {
+            q: [{**h, "title": names.get(h["item_id"])} for h in hs]
+            for q, hs in zip(DEMO_QUERIES, hits, strict=True)
+        },
+    }
+
+
+def _render_extras(duplicates: list[dict[str, Any]], searches: dict[str, Any]) -> None:
+    c = console()
+    if duplicates:
+        t = Table(title="Near-duplicate items (embeddings + title similarity; never merged)")
+        for col in ("score", "item", "item"):
+            t.add_column(col)
+        for p in duplicates:
+            t.add_row(
+                f"{p['score']:.2f}",
+                f"{p['item_a']} {p['title_a']}",
+                f"{p['item_b']} {p['title_b']}",
+            )
+        c.print(t)
+    if searches.get("results"):
+        t = Table(title=f"Search ({searches['model']}), with and without typos")
+        for col in ("query", "top 3"):
+            t.add_column(col)
+        for q, hs in searches["results"].items():
+            t.add_row(q, "\n".join(f"{h['item_id']} {h['title']}" for h in hs))
+        c.print(t)
+
+
 def _highlights(wh: Warehouse) -> dict[str, Any]:
     _, top = wh.query(
         "SELECT i.item_id, i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
@@ -111,8 +167,10 @@ def demo_cmd(state: State) -> None:
     with Warehouse(state.workspace, read_only=True) as wh:
         latest = wh.latest_versions()
         highlights = _highlights(wh)
+        duplicates: list[dict[str, Any]] = []
         if features is not None:
             similar = _similar(state, wh, [r["item_id"] for r in highlights["top_items"][:3]])
+            duplicates = _duplicates(wh)
         lineage = lineage_graph(wh, "events")
         quality = {
             v.asset: {
@@ -122,6 +180,7 @@ def demo_cmd(state: State) -> None:
             }
             for v in latest
         }
+    searches = _searches(state) if features is not None else {}
     summary = {
         "workspace": str(state.workspace.home),
         "ingests": results,
@@ -131,6 +190,8 @@ def demo_cmd(state: State) -> None:
         "lineage_of_events": sorted(lineage["nodes"]),
         "features": features,
         "similar": similar,
+        "duplicates": duplicates,
+        "searches": searches,
     }
     if state.json:
         emit_json(summary)
@@ -169,6 +230,7 @@ def demo_cmd(state: State) -> None:
         top.add_row(r["title"], str(r["purchases"]), f"{r['revenue_gbp']:,.2f}")
     c.print(top)
     _render_similar(similar, features)
+    _render_extras(duplicates, searches)
     ev = highlights["events"]
     c.print(
         Panel.fit(
@@ -179,7 +241,7 @@ def demo_cmd(state: State) -> None:
             f"{sum(1 for n in lineage['nodes'] if n.startswith('file:'))} source files upstream.\n"
             f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
             'lineage events | quarantine events | sql "SELECT count(*) FROM events" | '
-            "similar ITEM_ID --k 5",
+            'similar ITEM_ID --k 5 | search "luch bagg"',
             title="Highlights",
         )
     )
