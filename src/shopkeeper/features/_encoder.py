@@ -69,7 +69,7 @@ class EncoderConfig(BaseModel):
     precision: Precision = "int8"
     """fp32; int8 dynamic quantization of the weights (per channel); int8-attention
     (torch only) quantizes only the attention layers. The default, onnx int8, is the
-    fastest setting that keeps mean cosine >= 0.99 to fp32 (benchmarks/encoder.py)."""
+    fastest setting that keeps mean cosine >= 0.99 to fp32 (benchmarks/embed.py)."""
     batch_size: PositiveInt = 64
     """Texts per forward pass (texts are sorted by length first, so batches pad little)."""
     chunk_size: PositiveInt = 2048

@@ -47,7 +47,7 @@ class IndexConfig(BaseModel):
     """HNSW candidate list size while building."""
     ef_search: PositiveInt = 256
     """HNSW candidate list size while searching: recall@10 >= 0.95 even on 20,000 random
-    384-d vectors, where 128 fell short (benchmarks/encoder.py)."""
+    384-d vectors, where 128 fell short (benchmarks/embed.py)."""
 
 
 def choose_index_type(n_items: int, cfg: IndexConfig) -> IndexType:
