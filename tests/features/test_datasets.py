@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from shopkeeper.features import ItemEncoder, build_features
-from shopkeeper.features._assets import new_build_id
 from shopkeeper.features._datasets import TRAINING_ASSET, DatasetConfig, build_training_examples
 from shopkeeper.features._structured import StructuredConfig, build_item_features
-from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
+from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, new_build_id
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 TYPES = ["view", "view", "click", "add_to_cart", "purchase"]

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from shopkeeper.features._assets import new_build_id
 from shopkeeper.features._structured import (
     ITEM_FEATURES_ASSET,
     StructuredConfig,
     build_item_features,
 )
-from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
+from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, new_build_id
 from tests.conftest import SAMPLES
 from tests.features.catalog import ingest_items, item_rows, write_items
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from shopkeeper.features import ItemEncoder, build_features, read_embeddings
-from shopkeeper.features._assets import new_build_id
 from shopkeeper.features._users import (
     SESSION_VECTORS_ASSET,
     USER_SEQUENCES_ASSET,
@@ -19,7 +18,7 @@ from shopkeeper.features._users import (
     UserConfig,
     build_user_features,
 )
-from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
+from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, new_build_id
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 EVENTS = [

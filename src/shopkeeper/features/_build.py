@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shopkeeper.features._assets import new_build_id
 from shopkeeper.features._datasets import DatasetConfig, build_training_examples
 from shopkeeper.features._duplicates import DuplicatesConfig, build_item_duplicates
 from shopkeeper.features._embeddings import build_item_embeddings
@@ -18,7 +17,7 @@ from shopkeeper.features._structured import StructuredConfig, build_item_feature
 from shopkeeper.features._text import ItemTextConfig
 from shopkeeper.features._users import UserConfig, build_user_features
 from shopkeeper.logging import Stopwatch, get_logger
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import Warehouse, new_build_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable

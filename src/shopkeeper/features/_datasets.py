@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._structured import ITEM_FEATURES_ASSET
 from shopkeeper.ingest import sql_literal
 from shopkeeper.logging import Stopwatch, get_logger
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_derived
 
 if TYPE_CHECKING:
     from shopkeeper.warehouse import Workspace

@@ -19,12 +19,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.features._index import IndexConfig, build_ann, read_embeddings
 from shopkeeper.logging import get_logger
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_derived
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

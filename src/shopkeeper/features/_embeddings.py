@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.features._text import ItemTextConfig, item_text_sql
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.logging import Stopwatch, get_logger
-from shopkeeper.warehouse import AssetVersion, Warehouse
+from shopkeeper.warehouse import AssetVersion, DerivedVersion, Warehouse, commit_derived
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,12 +15,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.ingest import quote_ident
 from shopkeeper.logging import Stopwatch, get_logger
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived
 
 if TYPE_CHECKING:
     import numpy as np

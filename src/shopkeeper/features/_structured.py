@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, built_from, commit_derived
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.logging import Stopwatch, get_logger
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_derived
 
 if TYPE_CHECKING:
     from shopkeeper.warehouse import Workspace

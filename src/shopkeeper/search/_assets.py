@@ -16,12 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._assets import DerivedVersion, commit_derived, new_build_id
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.ingest import quote_ident
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.search._lexical import FIELDS, LexicalConfig, LexicalIndex
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
 
 if TYPE_CHECKING:
     from pathlib import Path

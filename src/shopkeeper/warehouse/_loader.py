@@ -286,7 +286,7 @@ class _Load:
         for src, dest in moves:
             dest.parent.mkdir(parents=True, exist_ok=True)
             src.replace(dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         with Warehouse(self.ws) as wh:
             con = wh.con
             con.execute("BEGIN TRANSACTION")
@@ -357,7 +357,8 @@ class _Load:
             )
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's new entries durable (after renames into it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -1,4 +1,4 @@
-"""Commit a derived asset version (embeddings, indexes) the way ingest commits its own.
+"""Commit a derived asset version (embeddings, indexes, reports) the way ingest commits its own.
 
 Files are written under the workspace's `tmp/`, renamed into a new version folder,
 and become visible only when one catalog transaction records the version, its files,
@@ -8,19 +8,20 @@ its sources and its parents. Call with the workspace write lock held.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from shopkeeper import __version__
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse._loader import fsync_dir
+from shopkeeper.warehouse._warehouse import Warehouse
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from shopkeeper.warehouse import AssetVersion, Workspace
+    from shopkeeper.warehouse._warehouse import AssetVersion
+    from shopkeeper.warehouse._workspace import Workspace
 
 FileRole = Literal["data", "artifact"]
 
@@ -58,14 +59,6 @@ def new_build_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit_derived(ws: Workspace, dv: DerivedVersion, build_id: str) -> int:
     """Move `dv`'s files into a new version folder and record it; return the version."""
     now = datetime.now(UTC)
@@ -79,7 +72,7 @@ def commit_derived(ws: Workspace, dv: DerivedVersion, build_id: str) -> int:
             dest = vdir / src.name
             src.replace(dest)
             rows.append((role, ws.relative(dest), n))
-        _fsync_dir(vdir)
+        fsync_dir(vdir)
         params = {**dv.params, "shopkeeper": __version__}
         n = dv.row_count
         counts = {"input_rows": n, "clean_rows": n, "quarantined_rows": 0, "duplicate_rows": 0}
