@@ -32,6 +32,7 @@ from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_d
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import duckdb
     import numpy as np
     import numpy.typing as npt
 
@@ -141,8 +142,30 @@ def _vector_column(vectors: npt.NDArray[np.float32]) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(flat, d) if n else pa.array([], pa.list_(pa.float32()))
 
 
-def _to_rows(ids: list[str], index: dict[str, int]) -> list[int]:
-    return [index[i] for i in ids]
+def _keyed_vectors(
+    con: duckdb.DuckDBPyConnection,
+    weights_sql: str,
+    key: str,
+    embeddings: str,
+    vectors: npt.NDArray[np.float32],
+) -> tuple[list[str], npt.NDArray[np.float32]]:
+    """Keys (sorted) and their weighted vectors from a (key, item_id, w, ...) query.
+
+    The query's rows are kept in temp table `_kw` for the caller's per-key statistics.
+    Row numbers of keys and of items (the embeddings' item_id order, as
+    `read_embeddings` returns the vectors) come from SQL, so no row goes through Python.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _kw AS {weights_sql}")
+    keys = [str(r[0]) for r in con.execute(f"SELECT DISTINCT {key} FROM _kw ORDER BY 1").fetchall()]
+    triples = con.execute(
+        f"SELECT k._r AS key_row, e._r AS item_row, w.w AS w FROM _kw w "
+        f"JOIN (SELECT {key}, row_number() OVER (ORDER BY {key}) - 1 AS _r "
+        f"FROM (SELECT DISTINCT {key} FROM _kw)) k ON k.{key} = w.{key} "
+        f"JOIN (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS _r "
+        f"FROM {embeddings}) e ON e.item_id = w.item_id"
+    ).fetchnumpy()
+    out = weighted_vectors(keys, triples["item_row"], triples["key_row"], triples["w"], vectors)
+    return keys, out
 
 
 def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[str, Any]:
@@ -150,7 +173,6 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
 
     Call with the workspace write lock held.
     """
-    np_ = require_ml("numpy")
     with Warehouse(ws, read_only=True) as wh:
         events = wh.latest("events")
         emb = wh.latest(EMBEDDINGS_ASSET)
@@ -169,11 +191,23 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
             return {"asset": USER_VECTORS_ASSET, "version": last.version, "status": "unchanged"}
         timer = Stopwatch()
         item_ids, vectors = read_embeddings(wh, emb.version)
-        known = {item: i for i, item in enumerate(item_ids)}
         ev = f"events_v{events.version}"
+        emb_rel = f"{EMBEDDINGS_ASSET}_v{emb.version}"
         con = wh.con
-        users = con.sql(user_weights_sql(ev, cfg)).to_arrow_table()
-        sessions = con.sql(session_weights_sql(ev, cfg)).to_arrow_table()
+        user_keys, user_vecs = _keyed_vectors(
+            con, user_weights_sql(ev, cfg), "user_id", emb_rel, vectors
+        )
+        users = con.sql(
+            "SELECT user_id, CAST(sum(n) AS BIGINT) AS events, max(last_ts) AS last_ts FROM _kw "
+            "GROUP BY 1 ORDER BY 1"
+        ).to_arrow_table()
+        session_keys, session_vecs = _keyed_vectors(
+            con, session_weights_sql(ev, cfg), "session_key", emb_rel, vectors
+        )
+        sessions = con.sql(
+            "SELECT session_key, min(user_id) AS user_id, min(start_ts) AS start_ts, "
+            "max(end_ts) AS end_ts, CAST(max(n) AS BIGINT) AS events FROM _kw GROUP BY 1 ORDER BY 1"
+        ).to_arrow_table()
         tmp = ws.tmp_dir / build_id
         tmp.mkdir(parents=True, exist_ok=True)
         seq_file = tmp / "user_sequences.parquet"
@@ -181,48 +215,18 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
             f"COPY ({sequences_sql(ev, cfg)}) TO {sql_literal(str(seq_file))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
-        row = con.execute(f"SELECT count(DISTINCT user_id) FROM {ev}").fetchone()
-        n_seq = int(row[0]) if row else 0
-
-    def vectors_of(table: pa.Table, key: str) -> tuple[list[str], npt.NDArray[np.float32]]:
-        items = table.column("item_id").to_pylist()
-        keep = np_.array([i in known for i in items], dtype=bool)
-        keys = sorted(set(table.column(key).to_pylist()))
-        pos = {k: r for r, k in enumerate(keys)}
-        key_rows = np_.array(_to_rows(table.column(key).to_pylist(), pos), dtype=np_.int64)
-        item_rows = np_.array([known.get(i, -1) for i in items], dtype=np_.int64)
-        w = table.column("w").to_numpy(zero_copy_only=False).astype(np_.float64)
-        return keys, weighted_vectors(keys, item_rows[keep], key_rows[keep], w[keep], vectors)
-
-    user_keys, user_vecs = vectors_of(users, "user_id")
-    user_stats = _per_key(users, "user_id", user_keys)
+    n_seq = len(user_keys)  # every user with an event has a sequence
     user_file = tmp / "user_vectors.parquet"
     pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array(user_keys, pa.string()),
-                "vector": _vector_column(user_vecs),
-                "events": pa.array(user_stats["n"], pa.int64()),
-                "last_ts": pa.array(user_stats["last_ts"], pa.timestamp("us", tz="UTC")),
-            }
+        users.append_column("vector", _vector_column(user_vecs)).select(
+            ["user_id", "vector", "events", "last_ts"]
         ),
         user_file,
         compression="zstd",
     )
-    session_keys, session_vecs = vectors_of(sessions, "session_key")
-    first = _first_per_key(sessions, "session_key", session_keys)
     session_file = tmp / "session_vectors.parquet"
     pq.write_table(
-        pa.table(
-            {
-                "session_key": pa.array(session_keys, pa.string()),
-                "user_id": first.column("user_id"),
-                "start_ts": first.column("start_ts"),
-                "end_ts": first.column("end_ts"),
-                "events": first.column("n").cast(pa.int64()),
-                "vector": _vector_column(session_vecs),
-            }
-        ),
+        sessions.append_column("vector", _vector_column(session_vecs)),
         session_file,
         compression="zstd",
     )
@@ -246,31 +250,6 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
         "seconds": round(timer.seconds, 3),
         "versions": {k: v["version"] for k, v in out.items()},
     }
-
-
-def _per_key(table: pa.Table, key: str, keys: list[str]) -> dict[str, list[Any]]:
-    import pyarrow.compute as pc
-
-    grouped = table.group_by(key).aggregate([("n", "sum"), ("last_ts", "max")])
-    order = pc.index_in(pa.array(keys, pa.string()), grouped.column(key))
-    taken = grouped.take(order)
-    return {
-        "n": taken.column("n_sum").to_pylist(),
-        "last_ts": taken.column("last_ts_max").to_pylist(),
-    }
-
-
-def _first_per_key(table: pa.Table, key: str, keys: list[str]) -> pa.Table:
-    import pyarrow.compute as pc
-
-    grouped = table.group_by(key).aggregate(
-        [("user_id", "min"), ("start_ts", "min"), ("end_ts", "max"), ("n", "max")]
-    )
-    grouped = grouped.rename_columns(
-        [c.rsplit("_", 1)[0] if c != key else c for c in grouped.column_names]
-    )
-    order = pc.index_in(pa.array(keys, pa.string()), grouped.column(key))
-    return grouped.take(order)
 
 
 def _commit(
