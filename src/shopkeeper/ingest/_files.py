@@ -119,6 +119,7 @@ _UTF8_MULTIBYTE = re.compile(
     rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
 )
 """A well-formed UTF-8 character of two to four bytes."""
+_HIGH_BYTES = bytes(range(0x80, 0x100))
 MOSTLY_UTF8_MIN_CHARACTERS = 8
 MOSTLY_UTF8_RATIO = 20
 """UTF-8 characters needed per stray byte for a sample to count as UTF-8 with damage."""
@@ -138,7 +139,8 @@ def mostly_utf8(sample: bytes) -> bool:
     False
     """
     valid = _UTF8_MULTIBYTE.findall(sample)
-    stray = sum(1 for b in sample if b >= 0x80) - sum(len(v) for v in valid)
+    high = len(sample) - len(sample.translate(None, _HIGH_BYTES))
+    stray = high - sum(len(v) for v in valid)
     return len(valid) >= MOSTLY_UTF8_MIN_CHARACTERS and stray * MOSTLY_UTF8_RATIO <= len(valid)
 
 
