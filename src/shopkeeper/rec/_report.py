@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shopkeeper.errors import NotFoundError
+from shopkeeper.features import EMBEDDINGS_ASSET, read_embeddings
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._assets import commit_report_version
 from shopkeeper.rec._data import read_interactions
@@ -32,7 +32,7 @@ from shopkeeper.rec._protocol import (
     targets_of,
 )
 from shopkeeper.rec._scorer import RecScorer, TrainingData, create_scorer
-from shopkeeper.warehouse import Warehouse
+from shopkeeper.warehouse import Warehouse, new_build_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,7 +48,6 @@ _log = get_logger(__name__)
 REPORT_ASSET = "rec_report"
 BASELINES = ("popularity", "itemknn", "ease", "als", "content")
 """What `--model all` evaluates (plus `random`, the floor)."""
-_EMBEDDINGS = "item_embeddings"
 
 
 def run_evaluation(
@@ -145,9 +144,7 @@ def _item_vectors(
     wh: Warehouse, item_ids: list[str], skip_unavailable: bool
 ) -> tuple[npt.NDArray[np.float32] | None, int | None]:
     """The latest embeddings aligned to `item_ids` (zero rows where missing)."""
-    from shopkeeper.features import read_embeddings
-
-    emb = wh.latest(_EMBEDDINGS)
+    emb = wh.latest(EMBEDDINGS_ASSET)
     if emb is None:
         if skip_unavailable:
             return None, None
@@ -281,12 +278,12 @@ def metrics_table(report: dict[str, Any]) -> pa.Table:
 
 def save_report(ws: Workspace, report: dict[str, Any]) -> int:
     """Store `report` as a new `rec_report` version; return the version."""
-    build_id = uuid.uuid4().hex[:12]
+    build_id = new_build_id()
     tmp = ws.tmp_dir / build_id
     table = metrics_table(report)
     parents = [("events", report["data"]["events_version"], "evaluated_on")]
     if report.get("embeddings_version") is not None:
-        parents.append((_EMBEDDINGS, report["embeddings_version"], "item_text_from"))
+        parents.append((EMBEDDINGS_ASSET, report["embeddings_version"], "item_text_from"))
     params = {
         "protocol": report["protocol"],
         "events_version": report["data"]["events_version"],
