@@ -47,8 +47,6 @@ class RandomScorer(RecScorer[RandomConfig]):
         self._rng = np.random.default_rng(self.cfg.seed)
 
     def _score(self, histories: Histories) -> npt.NDArray[np.float32]:
-        if not hasattr(self, "_rng"):
-            self._rng = np.random.default_rng(self.cfg.seed)
         return self._rng.random((histories.n_users, self.n_items), dtype=np.float32)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
