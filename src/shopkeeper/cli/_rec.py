@@ -25,12 +25,13 @@ def _models(chosen: tuple[str, ...]) -> tuple[list[str], bool]:
     """Scorer names to run, and whether missing inputs only skip a model (with `all`)."""
     from shopkeeper.rec import BASELINES
 
+    chosen = chosen or ("all",)
     names: list[str] = []
-    for m in chosen or ("all",):
+    for m in chosen:
         for n in ("random", *BASELINES) if m == "all" else (m,):
             if n not in names:
                 names.append(n)
-    return names, "all" in (chosen or ("all",))
+    return names, "all" in chosen
 
 
 def eval_config(config_path: Path | None, **overrides: Any) -> Any:
@@ -44,6 +45,7 @@ def eval_config(config_path: Path | None, **overrides: Any) -> Any:
 
 def render_report(report: dict[str, Any]) -> None:
     """Print a report as Rich tables, one per segment."""
+    from shopkeeper.rec._protocol import SEGMENTS
     from shopkeeper.rec._report import table_columns
 
     c = console()
@@ -56,7 +58,7 @@ def render_report(report: dict[str, Any]) -> None:
     )
     cols = table_columns(report)
     k0 = p["ks"][0]
-    for seg in ("all", "cold_users", "cold_items"):
+    for seg in SEGMENTS:
         shown = cols[:3]
         if seg == "all":  # what fits 80 columns; --json has every figure
             shown = [c for c in cols if not c.startswith("MRR")]
