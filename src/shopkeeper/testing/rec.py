@@ -66,7 +66,7 @@ class RecScorerContractTests:
         with pytest.raises(ConfigError):
             scorer.score(Histories.from_lists([[1]], N_ITEMS + 1))
 
-    def test_empty_history_and_unknown_user(self, tmp_path: Path) -> None:
+    def test_empty_history_and_unknown_user(self) -> None:
         """An unknown user is an empty history: a full, finite ranking, like popularity's."""
         data = contract_data()
         scorer = self.make().fit(data)
