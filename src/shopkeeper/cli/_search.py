@@ -11,11 +11,14 @@ import click
 from rich import box
 from rich.table import Table
 
-from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._app import F, State, cli, console, emit_json, json_option
+from shopkeeper.cli._features import titles
 from shopkeeper.cli._rec import evaluate
 from shopkeeper.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from shopkeeper.search import Searcher
 
 SEARCH_MODEL_CHOICES = ("auto", "bm25", "dense", "hybrid")
@@ -51,32 +54,23 @@ def _open(state: State, model: str, spelling: bool) -> Searcher:
     return Searcher.open(state.workspace, model, spelling=spelling)  # type: ignore[arg-type]
 
 
-def _titles(state: State, item_ids: list[str]) -> dict[str, str]:
-    from shopkeeper.warehouse import Warehouse
-
-    with Warehouse(state.workspace, read_only=True) as wh:
-        rows = wh.con.execute(
-            "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [item_ids]
-        ).fetchall()
-    return dict(rows)
+def _file_option(flag: str, help_: str) -> Callable[[F], F]:
+    """An optional input file `--NAME`, passed as `NAME_file`."""
+    return click.option(
+        flag,
+        f"{flag.lstrip('-')}_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help=help_,
+    )
 
 
 @cli.command("search")
 @click.argument("query", required=False)
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--queries",
-    "queries_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TSV of query_id<TAB>query: prints {query_id: [{item_id, score}, ...]}.",
-)
-@click.option(
-    "--candidates",
-    "candidates_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TSV of query_id<TAB>item_id (with --queries): only rerank these items.",
+@_file_option("--queries", "TSV of query_id<TAB>query: prints {query_id: [{item_id, score}, ...]}.")
+@_file_option(
+    "--candidates", "TSV of query_id<TAB>item_id (with --queries): only rerank these items."
 )
 @click.option(
     "--model",
@@ -123,13 +117,12 @@ def search_cmd(
         cand: dict[str, list[str]] = {}
         for qid, item in read_tsv(candidates_file, "candidates"):
             cand.setdefault(qid, []).append(item)
-        results = searcher.rerank(texts, [cand.get(q, []) for q in qids])
-        results = [r[:k] for r in results]
+        results = searcher.rerank(texts, [cand.get(q, []) for q in qids], k)
     emit_json(dict(zip(qids, results, strict=True)))
 
 
 def _render(state: State, searcher: Searcher, query: str, hits: list[dict[str, Any]]) -> None:
-    names = _titles(state, [h["item_id"] for h in hits])
+    names = titles(state, [h["item_id"] for h in hits])
     t = Table(title=f"{searcher.name}: {query}", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("#", "item_id", "score", "title"):
         t.add_column(col, justify="right" if col in ("#", "score") else "left")
