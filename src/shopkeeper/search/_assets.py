@@ -20,7 +20,13 @@ from shopkeeper.features._encoder import require_ml
 from shopkeeper.ingest import quote_ident
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.search._lexical import FIELDS, LexicalConfig, LexicalIndex
-from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
+from shopkeeper.warehouse import (
+    DerivedVersion,
+    Warehouse,
+    built_from,
+    commit_derived,
+    new_build_id,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,11 +90,7 @@ def _fresh(ws: Workspace, params: dict[str, Any]) -> dict[str, Any] | None:
         if items is None:
             raise NotFoundError("no items yet; ingest a catalogue first")
         last = wh.latest(SEARCH_INDEX_ASSET)
-    if (
-        last is not None
-        and last.params.get("items_version") == items.version
-        and last.params.get("config") == params
-    ):
+    if built_from(last, {"items_version": items.version, "config": params}):
         return _summary(last.version, "unchanged", last.row_count, last.params)
     return None
 
