@@ -53,11 +53,12 @@ class Searcher:
             ConfigError: dense or hybrid asked for without item vectors.
         """
         lexical = open_lexical(ws, spelling=spelling)
+        dense_ok = model != "bm25" and has_dense(ws)
         if model == "auto":
-            model = "hybrid" if has_dense(ws) else "bm25"
+            model = "hybrid" if dense_ok else "bm25"
         if model == "bm25":
             return cls(lexical)
-        if not has_dense(ws):
+        if not dense_ok:
             raise ConfigError(f"{model} search needs item vectors: run `shopkeeper features build`")
         dense = open_dense(ws, lexical.item_ids, encoder)
         return cls(dense if model == "dense" else HybridRetriever(lexical, dense, fusion))
