@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from shopkeeper.warehouse import IngestRequest, Workspace, ingest
@@ -51,7 +52,14 @@ JUDGMENTS = [
 ]
 
 
-def _write(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> Path:
+TABLES: dict[str, tuple[tuple[str, ...], Sequence[tuple[object, ...]]]] = {
+    "items": (("item_id", "title", "brand", "category", "description"), ITEMS),
+    "queries": (("query_id", "query"), QUERIES),
+    "judgments": (("query_id", "item_id", "relevance"), JUDGMENTS),
+}
+
+
+def _write(path: Path, header: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -62,17 +70,7 @@ def _write(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) 
 def write_catalogue(root: Path) -> dict[str, Path]:
     """The items, queries and judgments CSV files under `root`."""
     root.mkdir(parents=True, exist_ok=True)
-    return {
-        "items": _write(
-            root / "items.csv",
-            ("item_id", "title", "brand", "category", "description"),
-            list(ITEMS),
-        ),
-        "queries": _write(root / "queries.csv", ("query_id", "query"), list(QUERIES)),
-        "judgments": _write(
-            root / "judgments.csv", ("query_id", "item_id", "relevance"), list(JUDGMENTS)
-        ),
-    }
+    return {kind: _write(root / f"{kind}.csv", *table) for kind, table in TABLES.items()}
 
 
 def ingest_catalogue(ws: Workspace, root: Path) -> None:
