@@ -11,9 +11,15 @@ from rich.panel import Panel
 from rich.table import Table
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
-from shopkeeper.cli._features import render_build
+from shopkeeper.cli._features import item_titles, render_build, titles
 from shopkeeper.cli._ingest import render_results
-from shopkeeper.features import DUPLICATES_ASSET, FeaturesConfig, build_features, load_item_index
+from shopkeeper.features import (
+    DUPLICATES_ASSET,
+    FeaturesConfig,
+    ItemEncoder,
+    build_features,
+    load_item_index,
+)
 from shopkeeper.search import Searcher
 from shopkeeper.warehouse import IngestRequest, Warehouse, ingest, lineage_graph
 
@@ -29,12 +35,14 @@ def sample_path(name: str) -> Path:
         return Path(p)
 
 
-def _features(state: State, c: Console) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def _features(
+    state: State, c: Console, encoder: ItemEncoder
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Build the sample's item embeddings and index; None (and why) without the ml extra."""
     if not state.json:
         c.rule("features build")
     try:
-        out = build_features(state.workspace, FeaturesConfig())
+        out = build_features(state.workspace, FeaturesConfig(), encoder)
     except ImportError as exc:
         return None, {"skipped": str(exc)}
     if not state.json:
@@ -47,11 +55,7 @@ def _similar(state: State, wh: Warehouse, item_ids: list[str]) -> dict[str, Any]
     index = load_item_index(state.workspace)
     hits = {i: index.similar(i, 3) for i in item_ids}
     wanted = sorted({*item_ids, *(h["item_id"] for hs in hits.values() for h in hs)})
-    names = dict(
-        wh.con.execute(
-            "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [wanted]
-        ).fetchall()
-    )
+    names = item_titles(wh, wanted)
     return {
         i: {"title": names.get(i), "similar": [{**h, "title": names.get(h["item_id"])} for h in hs]}
         for i, hs in hits.items()
@@ -87,17 +91,12 @@ def _duplicates(wh: Warehouse) -> list[dict[str, Any]]:
     return pairs[:5]
 
 
-def _searches(state: State) -> dict[str, Any]:
+def _searches(state: State, encoder: ItemEncoder) -> dict[str, Any]:
     """Top 3 items of each demo query (hybrid BM25 + vectors, with spelling correction)."""
-    searcher = Searcher.open(state.workspace)
+    searcher = Searcher.open(state.workspace, encoder=encoder)
     hits = searcher.search(list(DEMO_QUERIES), 3)
     ids = sorted({h["item_id"] for hs in hits for h in hs})
-    with Warehouse(state.workspace, read_only=True) as wh:
-        names = dict(
-            wh.con.execute(
-                "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [ids]
-            ).fetchall()
-        )
+    names = titles(state, ids)
     return {
         "model": searcher.name,
         "results": {
@@ -163,7 +162,8 @@ def demo_cmd(state: State) -> None:
         results.extend(out)
         if not state.json:
             render_results(out)
-    features, similar = _features(state, c)
+    encoder = ItemEncoder(FeaturesConfig().encoder)  # loaded once, for features and search
+    features, similar = _features(state, c, encoder)
     with Warehouse(state.workspace, read_only=True) as wh:
         latest = wh.latest_versions()
         highlights = _highlights(wh)
@@ -180,7 +180,7 @@ def demo_cmd(state: State) -> None:
             }
             for v in latest
         }
-    searches = _searches(state) if features is not None else {}
+    searches = _searches(state, encoder) if features is not None else {}
     summary = {
         "workspace": str(state.workspace.home),
         "ingests": results,

@@ -118,13 +118,18 @@ def similar_items(state: State, item_id: str, k: int) -> list[dict[str, Any]]:
     return load_item_index(state.workspace).similar(item_id, k)
 
 
+def item_titles(wh: Warehouse, item_ids: list[str]) -> dict[str, str]:
+    """Titles of some items from the latest items version, on an open warehouse."""
+    rows = wh.con.execute(
+        "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [item_ids]
+    ).fetchall()
+    return dict(rows)
+
+
 def titles(state: State, item_ids: list[str]) -> dict[str, str]:
     """Titles of some items from the latest items version."""
     with Warehouse(state.workspace, read_only=True) as wh:
-        rows = wh.con.execute(
-            "SELECT item_id, title FROM items WHERE list_contains(?, item_id)", [item_ids]
-        ).fetchall()
-    return dict(rows)
+        return item_titles(wh, item_ids)
 
 
 @cli.command("similar")
