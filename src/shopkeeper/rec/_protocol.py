@@ -143,14 +143,18 @@ def evaluate_scorer(
     split: Split,
     cfg: EvalConfig,
     users: npt.NDArray[np.int64] | None = None,
+    targets: Histories | None = None,
 ) -> dict[str, dict[str, float]]:
     """Full-ranking metrics of a fitted scorer on `split`'s held-out items.
+
+    `users` and `targets` default to `eval_users` and `targets_of`; a caller that
+    evaluates several scorers on one split passes them once computed.
 
     Returns:
         `{segment: {"users": n, "HR@10": ..., "NDCG@10": ..., "novelty@10": ...}}` for the
         segments all, cold_users and cold_items; `all` also has `coverage@k`.
     """
-    targets = targets_of(split, cfg)
+    targets = targets_of(split, cfg) if targets is None else targets
     users = eval_users(targets, cfg) if users is None else users
     ks, width = cfg.ks, min(max(cfg.ks), split.n_items)
     item_counts = split.item_train_counts()
