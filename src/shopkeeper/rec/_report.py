@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-    from shopkeeper.rec._data import Interactions
+    from shopkeeper.rec._data import Histories, Interactions
     from shopkeeper.rec._splits import Split
     from shopkeeper.warehouse import Workspace
 
@@ -93,9 +93,10 @@ def run_evaluation(
         if any(s.needs_item_vectors for s in scorers):
             vectors, emb_version = _item_vectors(wh, inter.item_ids, skip_unavailable)
     split = make_split(inter, cfg)
-    users = eval_users(targets_of(split, cfg), cfg)
+    targets = targets_of(split, cfg)
+    users = eval_users(targets, cfg)
     data = TrainingData(split.train, vectors)
-    results = [_run_one(s, data, split, cfg, users) for s in scorers]
+    results = [_run_one(s, data, split, cfg, users, targets) for s in scorers]
     report: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(),
         "protocol": _protocol(cfg),
@@ -116,6 +117,7 @@ def _run_one(
     split: Split,
     cfg: EvalConfig,
     users: npt.NDArray[np.int64],
+    targets: Histories,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"model": scorer.name, "config": scorer.dump_config()}
     if scorer.needs_item_vectors and data.item_vectors is None:
@@ -124,7 +126,7 @@ def _run_one(
     scorer.fit(data)
     fit_seconds = timer.seconds
     timer = Stopwatch()
-    metrics = evaluate_scorer(scorer, split, cfg, users)
+    metrics = evaluate_scorer(scorer, split, cfg, users, targets)
     eval_seconds = timer.seconds
     _log.info(
         "evaluated", model=scorer.name, fit=round(fit_seconds, 2), eval=round(eval_seconds, 2)
@@ -253,27 +255,33 @@ _SCHEMA: list[dict[str, Any]] = [
 ]
 
 
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("segment", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("users", pa.int64()),
+    ]
+)
+
+
 def metrics_table(report: dict[str, Any]) -> pa.Table:
     """One row per (model, segment, metric)."""
-    rows: dict[str, list[Any]] = {c["name"]: [] for c in _SCHEMA}
-    for r in report["models"]:
-        for seg, metrics in r.get("metrics", {}).items():
-            for name, value in metrics.items():
-                if name == "users":
-                    continue
-                for col, v in zip(
-                    rows, (r["model"], seg, name, float(value), int(metrics["users"])), strict=True
-                ):
-                    rows[col].append(v)
-    return pa.table(
+    rows = [
         {
-            "model": pa.array(rows["model"], pa.string()),
-            "segment": pa.array(rows["segment"], pa.string()),
-            "metric": pa.array(rows["metric"], pa.string()),
-            "value": pa.array(rows["value"], pa.float64()),
-            "users": pa.array(rows["users"], pa.int64()),
+            "model": r["model"],
+            "segment": seg,
+            "metric": name,
+            "value": float(value),
+            "users": int(metrics["users"]),
         }
-    )
+        for r in report["models"]
+        for seg, metrics in r.get("metrics", {}).items()
+        for name, value in metrics.items()
+        if name != "users"
+    ]
+    return pa.Table.from_pylist(rows, schema=_ARROW_SCHEMA)
 
 
 def save_report(ws: Workspace, report: dict[str, Any]) -> int:
