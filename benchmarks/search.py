@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -58,39 +59,46 @@ def prepare(ws: Any, data: Path) -> dict[str, Any]:
     }
 
 
-def typo_tolerance(ws: Any, report: dict[str, Any], hybrid_cfg: dict[str, Any]) -> dict[str, Any]:
-    """nDCG@10 (full catalogue) of the test queries, clean and misspelled once."""
+def retrievers(ws: Any, hybrid_cfg: dict[str, Any]) -> dict[str, Any]:
+    """BM25 (with and without spelling), dense and hybrid, each index opened once."""
     from shopkeeper.search import (
         FusionConfig,
         HybridRetriever,
         LexicalRetriever,
-        Qrels,
-        load_judged,
-        misspell,
         open_dense,
         open_lexical,
-        run_full,
-        split_queries,
     )
 
-    p = report["protocol"]
     lex = open_lexical(ws)
-    nospell = LexicalRetriever(lex.index, spelling=False)
     dense = open_dense(ws, lex.item_ids)
-    hybrid = HybridRetriever(lex, dense, FusionConfig.model_validate(hybrid_cfg))
+    return {
+        "bm25": lex,
+        "bm25-nospell": LexicalRetriever(lex.index, spelling=False),
+        "dense": dense,
+        "hybrid": HybridRetriever(lex, dense, FusionConfig.model_validate(hybrid_cfg)),
+    }
+
+
+def judged_test_queries(ws: Any, report: dict[str, Any]) -> Any:
+    """The report's test queries with their judgments (the same seeded split)."""
+    from shopkeeper.search import load_judged, split_queries
+
+    p = report["protocol"]
     judged = load_judged(ws)
     split = split_queries(judged.query_ids, p["seed"], p["validation_fraction"], p["test_fraction"])
-    test = judged.subset(split == "test")
-    qrels = Qrels(test, lex.item_ids, p["min_grade"], p["relevant_grade"])
+    return judged.subset(split == "test")
+
+
+def typo_tolerance(models: dict[str, Any], test: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """nDCG@10 (full catalogue) of the test queries, clean and misspelled once."""
+    from shopkeeper.search import Qrels, misspell, run_full
+
+    p = report["protocol"]
+    qrels = Qrels(test, models["bm25"].item_ids, p["min_grade"], p["relevant_grade"])
     typos = misspell(test.queries, seed=p["seed"])
     changed = np.array([a != b for a, b in zip(typos, test.queries, strict=True)])
     out: dict[str, Any] = {"queries": len(typos), "misspelled": int(changed.sum()), "rows": []}
-    for name, model in (
-        ("bm25", lex),
-        ("bm25-nospell", nospell),
-        ("dense", dense),
-        ("hybrid", hybrid),
-    ):
+    for name, model in models.items():
         row: dict[str, Any] = {"model": name}
         for label, qs in (("clean", test.queries), ("typo", typos)):
             nd = qrels.full_metrics(run_full(model, qs, 10, 1024).rows, 10, 10)["nDCG@10"]
@@ -100,20 +108,13 @@ def typo_tolerance(ws: Any, report: dict[str, Any], hybrid_cfg: dict[str, Any]) 
     return out
 
 
-def speed(
-    ws: Any, report: dict[str, Any], hybrid_cfg: dict[str, Any], n: int
-) -> list[dict[str, Any]]:
+def speed(models: dict[str, Any], queries: list[str], n: int) -> list[dict[str, Any]]:
     """Batched queries/s over the test queries, p50/p99 of single-query top-10 calls."""
-    from shopkeeper.search import FusionConfig, Searcher, load_judged, split_queries
+    from shopkeeper.search import Searcher
 
-    p = report["protocol"]
-    judged = load_judged(ws)
-    split = split_queries(judged.query_ids, p["seed"], p["validation_fraction"], p["test_fraction"])
-    queries = [q for q, s in zip(judged.queries, split.tolist(), strict=True) if s == "test"]
-    fusion = FusionConfig.model_validate(hybrid_cfg)
     rows = []
     for model in ("bm25", "dense", "hybrid"):
-        searcher = Searcher.open(ws, model, fusion=fusion)  # type: ignore[arg-type]
+        searcher = Searcher(models[model])
         searcher.search(queries[:8], 10)  # warm up (loads the encoder)
         t0 = time.perf_counter()
         searcher.search(queries, 10)
@@ -157,7 +158,7 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {m['model']} | {f['nDCG@10']:.4f} | {f['Recall@100']:.4f} | {f['MRR@10']:.4f} "
             f"| {rr['nDCG@10']:.4f} | {rr['MRR@10']:.4f} |"
         )
-    best = {}
+    best: dict[str, dict[str, Any]] = {}
     for g in r["fusion"]["grid"]:
         if g["nDCG@10"] > best.get(g["method"], {"nDCG@10": -1})["nDCG@10"]:
             best[g["method"]] = g
@@ -214,15 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     res: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "prepare": prepare(ws, args.data),
     }
     t0 = time.perf_counter()
     res["report"] = evaluate_search(ws, MODELS, SearchEvalConfig())  # type: ignore[arg-type]
     res["evaluate_seconds"] = round(time.perf_counter() - t0, 1)
-    chosen = res["report"]["fusion"]["chosen"]
-    res["typos"] = typo_tolerance(ws, res["report"], chosen)
-    res["speed"] = speed(ws, res["report"], chosen, args.latency_queries)
+    models = retrievers(ws, res["report"]["fusion"]["chosen"])
+    test = judged_test_queries(ws, res["report"])
+    res["typos"] = typo_tolerance(models, test, res["report"])
+    res["speed"] = speed(models, test.queries, args.latency_queries)
     res["total_seconds"] = round(time.perf_counter() - started, 1)
     (args.out / "search-results.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
     md = markdown(res)
