@@ -205,10 +205,16 @@ def build_item_embeddings(
     )
 
 
-def _vectors_table(hashes: list[str], vectors: npt.NDArray[np.float32]) -> pa.Table:
-    """An Arrow table (text_hash, embedding FLOAT[]) from hashes and an (n, d) float32 array."""
+def vector_column(vectors: npt.NDArray[np.float32]) -> pa.Array:
+    """An Arrow list<float> column from an (n, d) float32 array, without copying rows."""
     n, d = vectors.shape
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     offsets = pa.array(range(0, (n + 1) * d, d) if d else [0] * (n + 1), type=pa.int32())
-    emb = pa.ListArray.from_arrays(offsets, flat)
-    return pa.table({"text_hash": pa.array(hashes, type=pa.string()), "embedding": emb})
+    return pa.ListArray.from_arrays(offsets, flat)
+
+
+def _vectors_table(hashes: list[str], vectors: npt.NDArray[np.float32]) -> pa.Table:
+    """An Arrow table (text_hash, embedding FLOAT[]) from hashes and an (n, d) float32 array."""
+    return pa.table(
+        {"text_hash": pa.array(hashes, type=pa.string()), "embedding": vector_column(vectors)}
+    )

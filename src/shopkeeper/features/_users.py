@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
+from shopkeeper.features._embeddings import EMBEDDINGS_ASSET, vector_column
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.features._index import read_embeddings
 from shopkeeper.ingest import sql_literal
@@ -136,12 +135,6 @@ def weighted_vectors(
     return result
 
 
-def _vector_column(vectors: npt.NDArray[np.float32]) -> pa.Array:
-    n, d = vectors.shape
-    flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    return pa.FixedSizeListArray.from_arrays(flat, d) if n else pa.array([], pa.list_(pa.float32()))
-
-
 def _keyed_vectors(
     con: duckdb.DuckDBPyConnection,
     weights_sql: str,
@@ -218,7 +211,7 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
     n_seq = len(user_keys)  # every user with an event has a sequence
     user_file = tmp / "user_vectors.parquet"
     pq.write_table(
-        users.append_column("vector", _vector_column(user_vecs)).select(
+        users.append_column("vector", vector_column(user_vecs)).select(
             ["user_id", "vector", "events", "last_ts"]
         ),
         user_file,
@@ -226,7 +219,7 @@ def build_user_features(ws: Workspace, cfg: UserConfig, build_id: str) -> dict[s
     )
     session_file = tmp / "session_vectors.parquet"
     pq.write_table(
-        sessions.append_column("vector", _vector_column(session_vecs)),
+        sessions.append_column("vector", vector_column(session_vecs)),
         session_file,
         compression="zstd",
     )
@@ -291,7 +284,7 @@ def _col(name: str, typ: str, doc: str, pii: str = "none") -> dict[str, Any]:
 def _user_schema(dim: int) -> list[dict[str, Any]]:
     return [
         _col("user_id", "string", "Pseudonymized user id.", "pseudonymized"),
-        _col("vector", f"fixed_size_list<float>[{dim}]", "L2-normalized behaviour vector."),
+        _col("vector", f"list<float>[{dim}]", "L2-normalized behaviour vector."),
         _col("events", "int64", "Events of the user."),
         _col("last_ts", "timestamp[us, UTC]", "The user's last event."),
     ]
@@ -314,5 +307,5 @@ def _session_schema(dim: int) -> list[dict[str, Any]]:
         _col("start_ts", "timestamp[us, UTC]", "First event of the session."),
         _col("end_ts", "timestamp[us, UTC]", "Last event of the session."),
         _col("events", "int64", "Events in the session."),
-        _col("vector", f"fixed_size_list<float>[{dim}]", "L2-normalized session vector."),
+        _col("vector", f"list<float>[{dim}]", "L2-normalized session vector."),
     ]
