@@ -35,14 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {args.data} not found (the real data sets live in ../shared/data)")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from rapidfuzz import fuzz
-    from rapidfuzz.process import cpdist
-
     from shopkeeper.features import ItemEncoder
     from shopkeeper.features._duplicates import (
         DuplicatesConfig,
+        close_pairs,
         find_duplicate_items,
         is_variant,
+        title_similarity,
         tokens,
     )
 
@@ -73,18 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     a = np.array([row[x] for x, _ in history])
     b = np.array([row[y] for _, y in history])
     cos = (vectors[a] * vectors[b]).sum(axis=1)
-    norm = [(" ".join(tokens(x)), " ".join(tokens(y))) for x, y in history]
-    text = np.maximum(
-        cpdist([x for x, _ in norm], [y for _, y in norm], scorer=fuzz.token_sort_ratio),
-        cpdist(
-            [x.replace(" ", "") for x, _ in norm],
-            [y.replace(" ", "") for _, y in norm],
-            scorer=fuzz.ratio,
-        ),
+    text = title_similarity(
+        [" ".join(tokens(x)) for x, _ in history], [" ".join(tokens(y)) for _, y in history]
     )
-    close = ((cos >= cfg.min_cosine) & (text >= cfg.min_text)) | (
-        (cos >= cfg.typo_cosine) & (text >= cfg.typo_text)
-    )
+    close = close_pairs(cos, text, cfg)
     verdicts = [
         (bool(c), bool(c) and is_variant(x, y, cfg))
         for c, (x, y) in zip(close, history, strict=True)

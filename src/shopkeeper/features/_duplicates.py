@@ -127,6 +127,33 @@ def is_variant(title_a: str, title_b: str, cfg: DuplicatesConfig | None = None) 
     return bool(unmatched_a and unmatched_b)
 
 
+def title_similarity(a: Sequence[str], b: Sequence[str]) -> npt.NDArray[np.float64]:
+    """Pairwise text similarity (0-100) of normalized titles `a[i]`, `b[i]`.
+
+    Word order aside (token sort), or spacing aside (the words run together):
+    `LUNCHBAG SUKI` and `LUNCH BAG SUKI` are one title.
+    """
+    np_ = require_ml("numpy")
+    cpdist = require_ml("rapidfuzz.process").cpdist
+    fuzz = require_ml("rapidfuzz.fuzz")
+    compact_a = [t.replace(" ", "") for t in a]
+    compact_b = [t.replace(" ", "") for t in b]
+    sims: npt.NDArray[np.float64] = np_.maximum(
+        cpdist(a, b, scorer=fuzz.token_sort_ratio), cpdist(compact_a, compact_b, scorer=fuzz.ratio)
+    )
+    return sims
+
+
+def close_pairs(
+    cosine: npt.NDArray[np.float32], text: npt.NDArray[np.float64], cfg: DuplicatesConfig
+) -> npt.NDArray[np.bool_]:
+    """Which pairs are close enough in embedding and title to be duplicate candidates."""
+    close: npt.NDArray[np.bool_] = ((cosine >= cfg.min_cosine) & (text >= cfg.min_text)) | (
+        (cosine >= cfg.typo_cosine) & (text >= cfg.typo_text)
+    )
+    return close
+
+
 def find_duplicate_items(
     item_ids: Sequence[str],
     titles: Sequence[str | None],
@@ -148,8 +175,6 @@ def find_duplicate_items(
     """
     cfg = cfg or DuplicatesConfig()
     np_ = require_ml("numpy")
-    cpdist = require_ml("rapidfuzz.process").cpdist
-    fuzz = require_ml("rapidfuzz.fuzz")
     n = len(item_ids)
     if n < 2:
         return []
@@ -173,16 +198,8 @@ def find_duplicate_items(
     left, right, cos = left[keep], right[keep], cos[keep]
     if not len(left):
         return []
-    # Word order aside (token sort), or spacing aside (the words run together):
-    # `LUNCHBAG SUKI` and `LUNCH BAG SUKI` are one title.
-    compact = [t.replace(" ", "") for t in norm]
-    text = np_.maximum(
-        cpdist([norm[i] for i in left], [norm[j] for j in right], scorer=fuzz.token_sort_ratio),
-        cpdist([compact[i] for i in left], [compact[j] for j in right], scorer=fuzz.ratio),
-    )
-    close = ((cos >= cfg.min_cosine) & (text >= cfg.min_text)) | (
-        (cos >= cfg.typo_cosine) & (text >= cfg.typo_text)
-    )
+    text = title_similarity([norm[i] for i in left], [norm[j] for j in right])
+    close = close_pairs(cos, text, cfg)
     pairs: list[DuplicatePair] = []
     for i, j, c, t in zip(left[close], right[close], cos[close], text[close], strict=True):
         ti, tj = str(titles[i]), str(titles[j])
