@@ -18,7 +18,7 @@ from shopkeeper.clean._columns import ColumnSql, column_sql, pack_attributes_sql
 from shopkeeper.clean._config import CleaningConfig
 from shopkeeper.clean._reasons import Reason, reason_code
 from shopkeeper.clean._text import norm_id
-from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
+from shopkeeper.ingest import AssetPlan, quote_ident, sql_list, sql_literal
 from shopkeeper.ingest._plan import UPSERT_KEYS
 from shopkeeper.schema import columns, duckdb_type
 
@@ -46,10 +46,6 @@ class CleanedLoad:
         con.execute(f"DROP VIEW IF EXISTS {self.classified}")
         for t in self.tables:
             con.execute(f"DROP TABLE IF EXISTS {t}")
-
-
-def _lit_list(values: list[str]) -> str:
-    return ", ".join(sql_literal(v) for v in values) or "NULL"
 
 
 def _alternation(values: list[str]) -> str:
@@ -306,7 +302,7 @@ def _set_rules_sql(
         cap = cfg.bot_max_events_per_minute
         ctes.append(
             f"bots AS (WITH c AS (SELECT user_id, ts FROM ok WHERE event_type IN "
-            f"({_lit_list(cfg.bot_event_types)})), "
+            f"({sql_list(cfg.bot_event_types)})), "
             f"m AS (SELECT user_id, floor(epoch(ts) / 60) AS _m, count(*) AS n FROM c "
             f"GROUP BY ALL), "
             f"cand AS (SELECT DISTINCT a.user_id FROM m a LEFT JOIN m b ON b.user_id = a.user_id "
@@ -352,7 +348,7 @@ def _near_duplicates_sql(
     need = {"user_id", "item_id", "event_type", "ts"}
     if plan.kind != "events" or window <= 0 or not need <= present:
         return None
-    near = _lit_list(cfg.near_duplicate_event_types)
+    near = sql_list(cfg.near_duplicate_event_types)
     cand = (
         f"(SELECT _ord, user_id, item_id, event_type, ts FROM {rel} "
         f"WHERE _r2 IS NULL AND event_type IN ({near}))"

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shopkeeper.errors import NotFoundError
 from shopkeeper.features._embeddings import EMBEDDINGS_ASSET
 from shopkeeper.features._structured import ITEM_FEATURES_ASSET
-from shopkeeper.ingest import sql_literal
+from shopkeeper.ingest import sql_list, sql_literal
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_derived
 
@@ -47,16 +47,12 @@ class DatasetConfig(BaseModel):
     seed: int = 0
 
 
-def _lit_list(values: list[str]) -> str:
-    return ", ".join(sql_literal(v) for v in values) or "NULL"
-
-
 def examples_sql(events: str, items: str, item_features: str | None, cfg: DatasetConfig) -> str:
     """One SELECT producing the training examples (see the module docstring)."""
     h = cfg.history
     positives = (
         f"SELECT user_id, item_id, ts, event_type, 1 AS label FROM {events} "
-        f"WHERE event_type IN ({_lit_list(cfg.positive_types)})"
+        f"WHERE event_type IN ({sql_list(cfg.positive_types)})"
     )
     catalogue = f"(SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS _r FROM {items})"
     negatives = (

@@ -10,6 +10,7 @@ from shopkeeper.ingest._mapping import (
     ReadOptions,
     quote_ident,
     resolve_columns,
+    sql_list,
     sql_literal,
 )
 from shopkeeper.ingest._plan import AssetPlan, ExtraRule
@@ -34,6 +35,7 @@ __all__ = [
     "quote_ident",
     "resolve_columns",
     "sha256_file",
+    "sql_list",
     "sql_literal",
     "stage_source",
 ]

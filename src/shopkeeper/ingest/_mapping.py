@@ -144,6 +144,15 @@ def sql_literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def sql_list(values: list[str]) -> str:
+    """The items of a SQL `IN (...)` list; `NULL` for none (so `x IN (NULL)` matches nothing).
+
+    >>> sql_list(["view", "it's"]), sql_list([])
+    ("'view', 'it''s'", 'NULL')
+    """
+    return ", ".join(sql_literal(v) for v in values) or "NULL"
+
+
 _ALIASES = {"category_path": ("category", "category_path"), "text": ("text", "review", "body")}
 
 
