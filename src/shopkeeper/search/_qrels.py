@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shopkeeper.search._metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from shopkeeper.search._retrieve import catalogue_rows
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -30,8 +31,7 @@ class Qrels:
         n = len(item_ids)
         self.n_queries = len(judged.query_ids)
         self._stride = n + 1
-        pos = {item: i for i, item in enumerate(item_ids)}
-        rows = np.array([pos.get(i, -1) for i in judged.pair_item], dtype=np.int64)
+        rows = catalogue_rows(item_ids, judged.pair_item)
         known = rows >= 0
         self.unknown_pairs = int((~known).sum())
         q, rows, rel = judged.pair_query[known], rows[known], judged.pair_relevance[known]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,6 +54,16 @@ class Retriever(Protocol):
 
     def score(self, encoded: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """(queries, candidates) scores of the given rows (-inf where the row is -1)."""
+
+
+def catalogue_rows(item_ids: Sequence[str], wanted: Sequence[str]) -> npt.NDArray[np.int64]:
+    """The row of each `wanted` item in the catalogue `item_ids` (unique), -1 if absent.
+
+    >>> catalogue_rows(["a", "b", "c"], ["c", "x", "a"]).tolist()
+    [2, -1, 0]
+    """
+    found = pc.index_in(pa.array(wanted, pa.string()), value_set=pa.array(item_ids, pa.string()))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def top_k(scores: npt.NDArray[np.float32], k: int, keep_zero: bool = True) -> Ranked:
@@ -127,8 +139,7 @@ class DenseRetriever:
         self.ann = ann
         self.encoder = encoder
         self.item_ids = item_ids
-        pos = {item: i for i, item in enumerate(item_ids)}
-        self._to_catalogue = np.array([pos.get(i, -1) for i in ann.item_ids], dtype=np.int64)
+        self._to_catalogue = catalogue_rows(item_ids, ann.item_ids)
         self._to_ann = np.full(len(item_ids) + 1, -1, dtype=np.int64)
         known = self._to_catalogue >= 0
         self._to_ann[self._to_catalogue[known]] = np.nonzero(known)[0]
