@@ -1,4 +1,5 @@
-"""`shopkeeper evaluate rec`: baselines under one full-ranking protocol, stored as a report."""
+"""`shopkeeper evaluate rec` (baselines under one full-ranking protocol, stored as a report)
+and `shopkeeper recommend` (top items per user from the trained `rec_model`)."""
 
 from __future__ import annotations
 
@@ -162,3 +163,68 @@ def rec_cmd(
         emit_json(report)
     else:
         render_report(report)
+
+
+def render_recommendations(state: State, recs: dict[str, list[dict[str, Any]]]) -> None:
+    """Print one Rich table per user: rank, item id, title, score."""
+    from shopkeeper.cli._features import titles
+
+    names = titles(state, sorted({e["item_id"] for entries in recs.values() for e in entries}))
+    c = console()
+    for user_id, entries in recs.items():
+        cold = bool(entries) and "fallback" in entries[0]
+        note = f" (no history: {entries[0]['fallback']})" if cold else ""
+        t = Table(title=f"Recommended for {user_id}{note}", box=box.SIMPLE_HEAD)
+        for col in ("rank", "item_id", "title", "score"):
+            t.add_column(col, justify="right" if col in ("rank", "score") else "left")
+        for i, e in enumerate(entries, 1):
+            t.add_row(str(i), e["item_id"], names.get(e["item_id"], ""), f"{e['score']:.4g}")
+        c.print(t)
+
+
+@cli.command("recommend")
+@click.argument("user_id", required=False)
+@click.option(
+    "--users",
+    "users_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A file of user ids, one a line: prints {user_id: [...]}.",
+)
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--include-seen", is_flag=True, help="Keep items the user already bought.")
+@click.option(
+    "--model-version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A `rec_model` version (default the latest).",
+)
+@json_option
+@click.pass_obj
+def recommend_cmd(
+    state: State,
+    user_id: str | None,
+    users_file: Path | None,
+    k: int,
+    include_seen: bool,
+    model_version: int | None,
+) -> None:
+    """Top items for USER_ID (as the source gave it) or every id in --users FILE.
+
+    One user prints [{"item_id", "score"}, …]; --users prints {user_id: [...]}. A user
+    without history gets the popularity ranking, marked "fallback": "popularity".
+    """
+    from shopkeeper.rec._recommend import read_user_ids, recommend
+    from shopkeeper.rec._train import load_rec_model
+
+    if (user_id is None) == (users_file is None):
+        raise click.UsageError("give one USER_ID or --users FILE")
+    ids = read_user_ids(users_file) if users_file is not None else [user_id or ""]
+    if not ids[0].strip():
+        raise click.UsageError("USER_ID is empty")
+    model = load_rec_model(state.workspace, model_version)
+    recs = recommend(state.workspace, ids, k, include_seen=include_seen, model=model)
+    if state.json:
+        emit_json(recs if users_file is not None else recs[ids[0]])
+    else:
+        render_recommendations(state, recs)
