@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from shopkeeper.search._retrieve import CHUNK, Ranked, gather, top_k
+from shopkeeper.search._retrieve import CHUNK, Ranked, gather, masked, top_k
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -143,13 +143,19 @@ class HybridRetriever:
         lex, den = self.both_scores(encoded, rows)
         return fuse(lex, den, rows >= 0, self.cfg)
 
-    def retrieve(self, encoded: tuple[Any, npt.NDArray[np.float32]], k: int) -> Ranked:
-        """The top `k` of the fused candidates (BM25 scores the catalogue once per chunk)."""
-        n = self.cfg.candidates
-        den_rows = self.dense.retrieve(encoded[1], n).rows
+    def retrieve(
+        self,
+        encoded: tuple[Any, npt.NDArray[np.float32]],
+        k: int,
+        mask: npt.NDArray[np.bool_] | None = None,
+    ) -> Ranked:
+        """The top `k` of the fused candidates (BM25 scores the catalogue once per chunk);
+        with a `mask`, both retrievers draw their candidates from its rows only."""
+        n = max(self.cfg.candidates, k)
+        den_rows = self.dense.retrieve(encoded[1], n, mask).rows
         parts_rows, parts_lex = [], []
         for s in range(0, len(den_rows), CHUNK):
-            full = self.lexical.index.scores(encoded[0][s : s + CHUNK])
+            full = masked(self.lexical.index.scores(encoded[0][s : s + CHUNK]), mask)
             rows = union_rows(top_k(full, n, keep_zero=False).rows, den_rows[s : s + CHUNK])
             parts_rows.append(rows)
             parts_lex.append(gather(full, rows))

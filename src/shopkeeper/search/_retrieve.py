@@ -3,7 +3,9 @@
 Every retriever speaks in rows of the same catalogue (the lexical index's item order),
 works on whole query batches, and does two things with an encoded batch: `retrieve` its
 top k items, and `score` given candidate rows (the rerank protocol, and fusion).
-Row -1 pads a list that has fewer than k items.
+Row -1 pads a list that has fewer than k items. `retrieve` takes an optional boolean
+item mask (the search filters): only rows where it is true are ranked, before the top k
+is taken, so a filtered search still returns k items when k items match.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shopkeeper.features._encoder import require_ml
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 
 CHUNK = 256
 """Queries scored together against the whole catalogue (bounds a dense score block)."""
+EXACT_FILTERED_MAX = 50_000
+"""A filtered dense search over at most this many items is exact; above, the HNSW index
+searches with the filter as an id selector (exact again for queries it leaves short)."""
 
 
 @dataclass
@@ -49,8 +56,8 @@ class Retriever(Protocol):
     def encode(self, queries: Sequence[str]) -> Any:
         """The batch in the retriever's own query representation."""
 
-    def retrieve(self, encoded: Any, k: int) -> Ranked:
-        """The top `k` rows of each query."""
+    def retrieve(self, encoded: Any, k: int, mask: npt.NDArray[np.bool_] | None = None) -> Ranked:
+        """The top `k` rows of each query (only rows where `mask` is true, if given)."""
 
     def score(self, encoded: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """(queries, candidates) scores of the given rows (-inf where the row is -1)."""
@@ -99,6 +106,15 @@ def gather(scores: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]) -> npt.
     return np.where(rows >= 0, got, -np.inf).astype(np.float32)
 
 
+def masked(
+    scores: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_] | None
+) -> npt.NDArray[np.float32]:
+    """BM25 scores with the rows outside `mask` zeroed (in place; no mask: unchanged)."""
+    if mask is not None:
+        scores[:, ~mask] = 0
+    return scores
+
+
 class LexicalRetriever:
     """BM25 over the multi-field index, with query spelling correction."""
 
@@ -112,10 +128,10 @@ class LexicalRetriever:
         """The (queries, terms) sparse matrix."""
         return self.index.encode(queries, spelling=self.spelling)
 
-    def retrieve(self, encoded: Any, k: int) -> Ranked:
+    def retrieve(self, encoded: Any, k: int, mask: npt.NDArray[np.bool_] | None = None) -> Ranked:
         """Top `k` items with a positive BM25 score (rows -1 beyond them)."""
         parts = [
-            top_k(self.index.scores(encoded[s : s + CHUNK]), k, keep_zero=False)
+            top_k(masked(self.index.scores(encoded[s : s + CHUNK]), mask), k, keep_zero=False)
             for s in range(0, encoded.shape[0], CHUNK)
         ]
         return _concat(parts, k)
@@ -152,11 +168,57 @@ class DenseRetriever:
         """L2-normalized query embeddings (the items' encoder)."""
         return self.encoder.encode(list(queries))
 
-    def retrieve(self, encoded: npt.NDArray[np.float32], k: int) -> Ranked:
-        """The `k` nearest items by the ANN index (items outside the catalogue dropped)."""
-        scores, rows = self.ann.search(encoded, k)
+    def retrieve(
+        self,
+        encoded: npt.NDArray[np.float32],
+        k: int,
+        mask: npt.NDArray[np.bool_] | None = None,
+    ) -> Ranked:
+        """The `k` nearest items by the ANN index (items outside the catalogue dropped).
+
+        With a `mask`, only its rows: exact inner products over them when they are few
+        or the index is exact, else the index searched with the mask as an id selector.
+        """
+        if mask is None:
+            scores, rows = self.ann.search(encoded, k)
+        else:
+            keep = (self._to_catalogue >= 0) & np.append(mask, False)[self._to_catalogue]
+            if self.ann.kind == "flat" or int(keep.sum()) <= EXACT_FILTERED_MAX:
+                scores, rows = self._exact(encoded, k, np.flatnonzero(keep))
+            else:
+                scores, rows = self._selected(encoded, k, keep)
         rows = np.where(rows >= 0, self._to_catalogue[np.maximum(rows, 0)], -1)
         return Ranked(rows.astype(np.int64), np.where(rows >= 0, scores, 0).astype(np.float32))
+
+    def _exact(
+        self, encoded: npt.NDArray[np.float32], k: int, subset: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Exact top `k` among the index rows `subset` (-1 beyond them)."""
+        q = len(encoded)
+        if len(subset) == 0:
+            return np.zeros((q, k), np.float32), np.full((q, k), -1, np.int64)
+        vecs = self.vectors[subset]
+        parts = [top_k(encoded[s : s + CHUNK] @ vecs.T, k) for s in range(0, q, CHUNK)]
+        got = _concat(parts, k)
+        pad = k - got.rows.shape[1]
+        rows = np.pad(subset[got.rows], ((0, 0), (0, pad)), constant_values=-1)
+        return np.pad(got.scores, ((0, 0), (0, pad))), rows
+
+    def _selected(
+        self, encoded: npt.NDArray[np.float32], k: int, keep: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """HNSW search restricted to the index rows `keep`; exact for queries left short."""
+        faiss = require_ml("faiss")
+        bits = np.packbits(keep, bitorder="little")
+        params = faiss.SearchParametersHNSW(
+            sel=faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits)),
+            efSearch=max(int(self.ann.index.hnsw.efSearch), k),
+        )
+        scores, rows = self.ann.index.search(encoded, k, params=params)
+        short = (rows >= 0).sum(axis=1) < min(k, int(keep.sum()))
+        if short.any():
+            scores[short], rows[short] = self._exact(encoded[short], k, np.flatnonzero(keep))
+        return scores, rows
 
     def score(
         self, encoded: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]
