@@ -15,11 +15,12 @@ from shopkeeper.cli._app import F, State, cli, console, emit_json, json_option
 from shopkeeper.cli._features import titles
 from shopkeeper.cli._rec import evaluate
 from shopkeeper.errors import ConfigError
+from shopkeeper.search._searcher import FACET_POOL
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from shopkeeper.search import Searcher
+    from shopkeeper.search import Searcher, SearchFilters, SearchPage
 
 SEARCH_MODEL_CHOICES = ("auto", "bm25", "dense", "hybrid")
 EVAL_MODEL_CHOICES = ("random", "bm25", "bm25-nospell", "dense", "hybrid", "all")
@@ -65,6 +66,44 @@ def _file_option(flag: str, help_: str) -> Callable[[F], F]:
     )
 
 
+def _filters(
+    category: str | None, brand: str | None, min_price: float | None, max_price: float | None
+) -> SearchFilters | None:
+    """The filter options as `SearchFilters` (None: no filter).
+
+    Raises:
+        ConfigError: a bad combination (min price above max price).
+    """
+    from pydantic import ValidationError
+
+    from shopkeeper.search import SearchFilters
+
+    given = {"category": category, "brand": brand, "min_price": min_price, "max_price": max_price}
+    try:
+        filters = SearchFilters.model_validate(given)
+    except ValidationError as exc:
+        msg = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"bad search filter: {msg}") from exc
+    return filters if filters.active else None
+
+
+def _filter_options(f: F) -> F:
+    """`--category`, `--brand`, `--min-price`, `--max-price`."""
+    price = click.FloatRange(min=0)
+    for opt in reversed(
+        [
+            click.option(
+                "--category", default=None, help="Only this category path (A > B) and below."
+            ),
+            click.option("--brand", default=None, help="Only this brand (case-insensitive)."),
+            click.option("--min-price", type=price, default=None, help="Lowest price, inclusive."),
+            click.option("--max-price", type=price, default=None, help="Highest price, inclusive."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
 @cli.command("search")
 @click.argument("query", required=False)
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
@@ -80,7 +119,26 @@ def _file_option(flag: str, help_: str) -> Callable[[F], F]:
     help="auto: hybrid when `features build` has made item vectors, else bm25.",
 )
 @click.option("--no-spelling", is_flag=True, help="Do not correct unknown query words.")
-@click.option("--user", default=None, help="Personalize for this user (not available yet).")
+@_filter_options
+@click.option(
+    "--facets",
+    is_flag=True,
+    help=f"Also count categories, brands and price buckets of the top {FACET_POOL} matches: "
+    'prints {"results": [...], "facets": {...}} per query.',
+)
+@click.option(
+    "--user",
+    default=None,
+    help="Personalize for this user (the id as the source gave it); hits then carry "
+    "`stages` and `personalized`.",
+)
+@click.option(
+    "--personalization-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.3,
+    show_default=True,
+    help="The user's share of the final score (with --user).",
+)
 @json_option
 @click.pass_obj
 def search_cmd(
@@ -91,44 +149,93 @@ def search_cmd(
     candidates_file: Path | None,
     model: str,
     no_spelling: bool,
+    category: str | None,
+    brand: str | None,
+    min_price: float | None,
+    max_price: float | None,
+    facets: bool,
     user: str | None,
+    personalization_weight: float,
 ) -> None:
-    """Search the catalogue: one QUERY, or a batch from --queries (best first)."""
-    if user is not None:
-        raise click.UsageError("--user (personalized search) is not available yet")
+    """Search the catalogue: one QUERY, or a batch from --queries (best first), optionally
+    filtered, faceted and personalized."""
+    from shopkeeper.search import PersonalizationConfig
+
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either QUERY or --queries FILE")
     if candidates_file is not None and queries_file is None:
         raise click.UsageError("--candidates needs --queries")
+    filters = _filters(category, brand, min_price, max_price)
+    opts: dict[str, Any] = {
+        "filters": filters,
+        "user": user.strip() if user is not None else None,
+        "personalization": PersonalizationConfig(weight=personalization_weight),
+    }
     searcher = _open(state, model, not no_spelling)
     if query is not None:
-        hits = searcher.search([query], k)[0]
+        page = searcher.pages([query], k, facets=facets, **opts)[0]
         if state.json:
-            emit_json(hits)
+            emit_json(_page_json(page, facets))
         else:
-            _render(state, searcher, query, hits)
+            _render(state, searcher, query, page)
         return
     assert queries_file is not None
     pairs = read_tsv(queries_file, "queries")
     qids, texts = [q for q, _ in pairs], [t for _, t in pairs]
     if candidates_file is None:
-        results = searcher.search(texts, k)
+        pages = searcher.pages(texts, k, facets=facets, **opts)
     else:
         cand: dict[str, list[str]] = {}
         for qid, item in read_tsv(candidates_file, "candidates"):
             cand.setdefault(qid, []).append(item)
-        results = searcher.rerank(texts, [cand.get(q, []) for q in qids], k)
-    emit_json(dict(zip(qids, results, strict=True)))
+        pages = searcher.rerank_pages(texts, [cand.get(q, []) for q in qids], k, **opts)
+    emit_json({q: _page_json(p, facets) for q, p in zip(qids, pages, strict=True)})
 
 
-def _render(state: State, searcher: Searcher, query: str, hits: list[dict[str, Any]]) -> None:
+def _page_json(page: SearchPage, facets: bool) -> Any:
+    """The hits (the contract's list), or `{"results", "facets"}` with --facets."""
+    return {"results": page.hits, "facets": page.facets} if facets else page.hits
+
+
+def _render(state: State, searcher: Searcher, query: str, page: SearchPage) -> None:
+    hits = page.hits
     names = titles(state, [h["item_id"] for h in hits])
     t = Table(title=f"{searcher.name}: {query}", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("#", "item_id", "score", "title"):
-        t.add_column(col, justify="right" if col in ("#", "score") else "left")
+    staged = bool(hits) and "stages" in hits[0]
+    cols = ["#", "item_id", "score", *(["retrieval", "user"] if staged else []), "title"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("item_id", "title") else "right")
     for i, h in enumerate(hits, 1):
-        t.add_row(str(i), h["item_id"], f"{h['score']:.4f}", names.get(h["item_id"], ""))
-    console().print(t)
+        stages = h.get("stages", {})
+        extra = [f"{v:.4f}" if v is not None else "-" for v in stages.values()] if staged else []
+        t.add_row(str(i), h["item_id"], f"{h['score']:.4f}", *extra, names.get(h["item_id"], ""))
+    c = console()
+    c.print(t)
+    if hits and hits[0].get("personalized") is False:
+        c.print("not personalized (see the log for why)", highlight=False)
+    if page.facets is not None:
+        f = page.facets
+        c.print(f"facets over the top {f['items']} matches:", highlight=False)
+        for name in ("category", "brand"):
+            c.print(f"  {name}: " + _counts(f[name]), highlight=False)
+        if "subcategory" in f:
+            sub = f["subcategory"]
+            c.print(f"  under {sub['parent']}: " + _counts(sub["values"]), highlight=False)
+        price = [
+            (f"{b['min']:g}-{b['max']:g}" if b["max"] is not None else f"{b['min']:g}+")
+            if b["min"] is not None
+            else "no price"
+            for b in f["price"]
+        ]
+        c.print(
+            "  price: "
+            + ", ".join(f"{p} ({b['count']})" for p, b in zip(price, f["price"], strict=True)),
+            highlight=False,
+        )
+
+
+def _counts(values: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{v['value']} ({v['count']})" for v in values[:10]) or "-"
 
 
 def write_per_query(rows: list[dict[str, Any]], path: Path) -> None:
