@@ -1,4 +1,5 @@
-"""`shopkeeper demo`: the end-to-end job on the bundled Online Retail sample."""
+"""`shopkeeper demo`: the end-to-end job on the bundled Online Retail sample: ingest, embed,
+search, evaluate and train a recommender, recommend."""
 
 from __future__ import annotations
 
@@ -128,6 +129,142 @@ def _render_extras(duplicates: list[dict[str, Any]], searches: dict[str, Any]) -
         c.print(t)
 
 
+DEMO_CUSTOMERS = ("12347", "12583", "NEW-CUSTOMER")
+"""Recommendations shown: two customers of the sample (their ids as the file gives them)
+and one the shop has never seen, who gets the popularity ranking."""
+REC_MODELS = ("popularity", "itemknn", "ease", "als", "content")
+SASREC_CONFIG = {"max_epochs": 30}
+TRAIN_BUDGET_S = 60.0
+
+
+def _rec_models() -> tuple[list[str], str]:
+    """The models to evaluate and the one to train: SASRec when it is installed, else EASE."""
+    from shopkeeper.rec import get_scorer_class
+    from shopkeeper.rec._train import DEFAULT_REC_MODEL
+
+    try:
+        get_scorer_class("sasrec")
+    except ImportError:  # the sequential model (or its torch extra) is not there
+        return list(REC_MODELS), "ease"
+    return [*REC_MODELS, "sasrec"], DEFAULT_REC_MODEL
+
+
+def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
+    """Evaluate the recommenders, train the serving one and recommend for the demo users.
+
+    A rerun on the same data reuses the stored report and model instead of fitting again.
+    """
+    from shopkeeper.rec import run_evaluation
+    from shopkeeper.rec._recommend import recommend
+    from shopkeeper.rec._train import train_rec
+
+    ws = state.workspace
+    models, main = _rec_models()
+    configs = {"sasrec": SASREC_CONFIG}
+    report, trained = _stored_rec(state, models, main, configs)
+    if report is None or trained is None:
+        click.echo(
+            f"evaluating {', '.join(models)}; training {main} (budget {TRAIN_BUDGET_S:.0f} s) …",
+            err=True,
+        )
+    if report is None:
+        report = run_evaluation(ws, models, model_configs=configs, skip_unavailable=True)
+    if trained is None:
+        trained = train_rec(
+            ws, main, config=configs.get(main), time_budget_s=TRAIN_BUDGET_S, encoder=encoder
+        )
+    recs = recommend(ws, list(DEMO_CUSTOMERS), 5)
+    with Warehouse(ws, read_only=True) as wh:
+        bought = _bought(state, wh, list(DEMO_CUSTOMERS))
+        ids = sorted({e["item_id"] for es in recs.values() for e in es} | set(bought.values()))
+        names = item_titles(wh, ids)
+    return {
+        "evaluation": report,
+        "trained": trained,
+        "recommendations": {
+            u: {
+                "last_bought": names.get(bought[u]) if u in bought else None,
+                "items": [{**e, "title": names.get(e["item_id"])} for e in es],
+            }
+            for u, es in recs.items()
+        },
+    }
+
+
+def _stored_rec(
+    state: State, models: list[str], main: str, configs: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The latest report and model when built from today's events, embeddings and configs."""
+    from shopkeeper.features import EMBEDDINGS_ASSET
+    from shopkeeper.rec import REPORT_ASSET, create_scorer, read_report
+    from shopkeeper.rec._train import REC_MODEL_ASSET
+
+    wanted = {m: create_scorer(m, configs.get(m)).dump_config() for m in models}
+    with Warehouse(state.workspace, read_only=True) as wh:
+        events = wh.version("events").version
+        emb = wh.latest(EMBEDDINGS_ASSET)
+        inputs = {"events_version": events, "embeddings_version": emb and emb.version}
+        rep, mod = wh.latest(REPORT_ASSET), wh.latest(REC_MODEL_ASSET)
+    report = None
+    if rep is not None and rep.params.get("events_version") == events:
+        stored = read_report(state.workspace, rep.version)
+        ran = {r["model"]: r.get("config") for r in stored["models"] if "skipped" not in r}
+        if ran == wanted and stored.get("embeddings_version") == inputs["embeddings_version"]:
+            report = {**stored, "reused": True}
+    trained = None
+    if (
+        mod is not None
+        and (mod.params["model"], mod.params["config"]) == (main, wanted[main])
+        and mod.params["events_version"] == events
+        and mod.params.get("embeddings_version") in (None, inputs["embeddings_version"])
+    ):
+        trained = {"asset": REC_MODEL_ASSET, "version": mod.version, **mod.params, "reused": True}
+    return report, trained
+
+
+def _bought(state: State, wh: Warehouse, raw_ids: list[str]) -> dict[str, str]:
+    """The item each customer bought last (customers with purchases only)."""
+    pseudo = state.workspace.keys.load(create=False)
+    by_pseudonym = {pseudo.pseudonymize(u): u for u in raw_ids}
+    rows = wh.con.execute(
+        "SELECT user_id, arg_max(item_id, ts) FROM events "
+        "WHERE event_type = 'purchase' AND list_contains(?, user_id) GROUP BY user_id",
+        [list(by_pseudonym)],
+    ).fetchall()
+    return {by_pseudonym[p]: item for p, item in rows}
+
+
+def _render_recommendations(recs: dict[str, Any]) -> None:
+    if "skipped" in recs:
+        console().print(f"Skipped recommendations: {recs['skipped']}", highlight=False)
+        return
+    from shopkeeper.cli._rec import render_report
+
+    c = console()
+    c.rule("evaluate rec")
+    render_report(recs["evaluation"])
+    tr = recs["trained"]
+    c.rule(f"train rec --model {tr['model']}")
+    c.print(
+        f"{tr['asset']} v{tr['version']}: {tr['model']} fitted in {tr['fit_seconds']:.1f} s "
+        f"on {tr['users']:,} customers and {tr['items']:,} items"
+        + (" (reused: same events, embeddings and config)" if tr.get("reused") else ""),
+        highlight=False,
+    )
+    t = Table(title=f"Recommended ({tr['model']}; already bought items excluded)")
+    for col in ("customer", "last bought", "top 5"):
+        t.add_column(col)
+    for user, entry in recs["recommendations"].items():
+        items = entry["items"]
+        cold = bool(items) and "fallback" in items[0]
+        t.add_row(
+            user,
+            entry["last_bought"] or ("never seen: popularity" if cold else "-"),
+            "\n".join(f"{e['item_id']} {e['title']}" for e in items),
+        )
+    c.print(t)
+
+
 def _highlights(wh: Warehouse) -> dict[str, Any]:
     _, top = wh.query(
         "SELECT i.item_id, i.title, count(*) AS purchases, round(sum(e.value), 2) AS revenue_gbp "
@@ -181,6 +318,10 @@ def demo_cmd(state: State) -> None:
             for v in latest
         }
     searches = _searches(state, encoder) if features is not None else {}
+    try:
+        recs = _recommendations(state, encoder)
+    except ImportError as exc:  # no ml extra: no SciPy for the recommenders
+        recs = {"skipped": str(exc)}
     summary = {
         "workspace": str(state.workspace.home),
         "ingests": results,
@@ -192,6 +333,7 @@ def demo_cmd(state: State) -> None:
         "similar": similar,
         "duplicates": duplicates,
         "searches": searches,
+        "recommendations": recs,
     }
     if state.json:
         emit_json(summary)
@@ -231,6 +373,7 @@ def demo_cmd(state: State) -> None:
     c.print(top)
     _render_similar(similar, features)
     _render_extras(duplicates, searches)
+    _render_recommendations(recs)
     ev = highlights["events"]
     c.print(
         Panel.fit(
@@ -241,7 +384,7 @@ def demo_cmd(state: State) -> None:
             f"{sum(1 for n in lineage['nodes'] if n.startswith('file:'))} source files upstream.\n"
             f"Try: shopkeeper --home {state.workspace.home} catalog | quality events | "
             'lineage events | quarantine events | sql "SELECT count(*) FROM events" | '
-            'similar ITEM_ID --k 5 | search "luch bagg"',
+            'similar ITEM_ID --k 5 | search "luch bagg" | recommend 12347 --k 5',
             title="Highlights",
         )
     )
