@@ -49,6 +49,9 @@ FACET_POOL = 100
 """Candidates per query that facets count (the top retrieved items after the filters;
 at least k)."""
 
+PROFILE_CACHE = 10_000
+"""Users whose vectors a searcher keeps (the oldest read is dropped first)."""
+
 
 @dataclass
 class SearchPage:
@@ -83,6 +86,7 @@ class Searcher:
         self.batch_size = batch_size
         self.workspace = workspace
         self._row = {item: i for i, item in enumerate(self.item_ids)}
+        self._profiles: dict[str, UserProfile] = {}
         if attributes is not None:
             self.__dict__["attributes"] = attributes
         if item_vectors is not None:
@@ -146,13 +150,22 @@ class Searcher:
         return ItemVectors.from_dense(dense, model_id)
 
     def profile(self, user_id: str) -> UserProfile:
-        """The user's vector for personalization, or why there is none."""
+        """The user's vector for personalization, or why there is none.
+
+        Read once per user and kept (up to `PROFILE_CACHE` users), like the indexes a
+        searcher holds: open a new searcher to see vectors of a later `features build`.
+        """
+        if user_id in self._profiles:
+            return self._profiles[user_id]
         vectors = self.item_vectors
         if vectors is None:
             return UserProfile(user_id, None, "no item vectors (run `shopkeeper features build`)")
-        return load_user_profiles(
-            self._need_workspace("personalization"), [user_id], vectors.model_id
-        )[0]
+        ws = self._need_workspace("personalization")
+        profile = load_user_profiles(ws, [user_id], vectors.model_id)[0]
+        if len(self._profiles) >= PROFILE_CACHE:
+            self._profiles.pop(next(iter(self._profiles)))
+        self._profiles[user_id] = profile
+        return profile
 
     def mask(self, filters: SearchFilters | None) -> npt.NDArray[np.bool_] | None:
         """The catalogue rows that pass `filters` (None: no filter).
