@@ -229,3 +229,35 @@ def test_user_file_reports_the_blank_line(tmp_path) -> None:
         read_user_ids(tmp_path / "empty.txt")
     with pytest.raises(ConfigError, match="cannot read"):
         read_user_ids(tmp_path / "missing.txt")
+
+
+@pytest.mark.slow
+def test_default_model_builds_embeddings_and_stops_at_the_budget(
+    tmp_path, tiny_model_dir, customers: list[str]
+) -> None:
+    """The default (SASRec) reads item text: with none yet, train_rec embeds the items first."""
+    from shopkeeper.features import EMBEDDINGS_ASSET, ItemEncoder
+    from shopkeeper.rec import get_scorer_class
+    from shopkeeper.rec._train import DEFAULT_REC_MODEL
+
+    try:
+        get_scorer_class(DEFAULT_REC_MODEL)
+    except ImportError as exc:
+        pytest.skip(f"{DEFAULT_REC_MODEL} is not installed: {exc}")
+    ws = Workspace.at(tmp_path / "ws")
+    ingest(ws, IngestRequest(SAMPLE, "online-retail"))
+    encoder = ItemEncoder(model_path=tiny_model_dir, precision="fp32", batch_size=64)
+    small = {"dim": 16, "layers": 1, "heads": 1, "val_users": 100, "max_epochs": 3}
+    out = train_rec(ws, config=small, time_budget_s=0.01, encoder=encoder)
+    assert out["model"] == DEFAULT_REC_MODEL
+    assert out["built_features"] is True
+    assert out["info"]["stopped"] == "time_budget"  # the budget reached the trainer
+    assert out["info"]["epochs"] == 1
+    with Warehouse(ws, read_only=True) as wh:
+        parents = wh.parents(REC_MODEL_ASSET, out["version"])
+    assert (EMBEDDINGS_ASSET, out["embeddings_version"], "item_text_from") in parents
+    assert not (ws.home / "checkpoints" / REC_MODEL_ASSET / DEFAULT_REC_MODEL).exists()
+    recs = recommend(ws, [customers[0], "nobody"], 5)
+    assert len(recs[customers[0]]) == 5
+    assert not {e["item_id"] for e in recs[customers[0]]} & bought(ws, customers[0])
+    assert all(e["fallback"] == "popularity" for e in recs["nobody"])

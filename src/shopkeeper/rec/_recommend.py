@@ -203,7 +203,7 @@ def _entries(
     items: npt.NDArray[np.int64],
     scores: npt.NDArray[np.float32],
 ) -> dict[str, list[dict[str, Any]]]:
-    """The output dict; scores as floats rounded to 6 significant digits."""
+    """The output dict; scores as floats rounded to 7 significant digits."""
     names = np.asarray(model.item_ids, dtype=object)[items].tolist()
     values = _round(scores).tolist()
     valid = np.isfinite(scores).tolist()
@@ -220,16 +220,16 @@ def _entries(
 
 
 def _round(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """Scores as float64 rounded to 6 significant digits (short, stable JSON).
+    """Scores as float64 rounded to 7 significant digits, float32's precision (short JSON).
 
-    >>> _round(np.array([[0.123456789, 1234.5678, 0.0]], dtype=np.float32)).tolist()
-    [[0.123457, 1234.57, 0.0]]
+    >>> _round(np.array([[0.123456789, 1234.5678, 0.0, -np.inf]], dtype=np.float32)).tolist()
+    [[0.1234568, 1234.568, 0.0, -inf]]
     """
     x = scores.astype(np.float64)
     finite = np.isfinite(x) & (x != 0)
     mag = np.zeros_like(x)
     mag[finite] = np.floor(np.log10(np.abs(x[finite])))
-    decimals = (5 - mag).astype(np.int64)
+    decimals = (6 - mag).astype(np.int64)
     out = x.copy()
     for d in np.unique(decimals[finite]).tolist():
         sel = finite & (decimals == d)

@@ -116,7 +116,9 @@ def train_rec(
             vectors, emb_version = _item_vectors(wh, inter.item_ids, skip_unavailable=False)
     histories = Histories.from_pairs(inter.users, inter.items, inter.n_users, inter.n_items)
     build_id = new_build_id()
-    checkpoints = ws.home / "checkpoints" / REC_MODEL_ASSET / build_id
+    # One folder per model, kept when a fit dies: the next run resumes from it when its
+    # fingerprint (config and data) matches, and starts afresh otherwise.
+    checkpoints = ws.home / "checkpoints" / REC_MODEL_ASSET / name
     data = TrainingData(histories, vectors, time_budget_s=time_budget_s, checkpoint_dir=checkpoints)
     _log.info(
         "training", model=name, users=inter.n_users, items=inter.n_items, budget_s=time_budget_s
