@@ -273,7 +273,7 @@ class Searcher:
     def _profile_logged(self, user: str) -> UserProfile:
         profile = self.profile(user)
         if not profile.applied:
-            _log.warning("search not personalized", user=user, reason=profile.reason)
+            _log.warning("search not personalized", reason=profile.reason)  # no raw user id
         return profile
 
     def _pages(
@@ -301,7 +301,7 @@ class Searcher:
         category = filters.category if filters is not None else None
         return [
             SearchPage(h, self.attributes.facets(rows, category))
-            for h, rows in zip(hits, pool.rows, strict=True)
+            for h, rows in zip(hits, pool.rows[:, : max(k, FACET_POOL)], strict=True)
         ]
 
     def rerank(
