@@ -191,7 +191,9 @@ def render_recommendations(state: State, recs: dict[str, list[dict[str, Any]]]) 
     default=None,
     help="A file of user ids, one a line: prints {user_id: [...]}.",
 )
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--k", type=click.IntRange(min=1), default=10, show_default=True, help="Items per user."
+)
 @click.option("--include-seen", is_flag=True, help="Keep items the user already bought.")
 @click.option(
     "--model-version",

@@ -80,12 +80,14 @@ def render_training(out: dict[str, Any]) -> None:
     "minutes",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
+    metavar="MINUTES",
     help="Stop training after this many minutes with the best checkpoint so far.",
 )
 @click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
+    metavar="YAML",
     default=None,
     help="YAML file with the model's config (its hyperparameters).",
 )
