@@ -135,18 +135,30 @@ and one the shop has never seen, who gets the popularity ranking."""
 REC_MODELS = ("popularity", "itemknn", "ease", "als", "content")
 SASREC_CONFIG = {"max_epochs": 30}
 TRAIN_BUDGET_S = 60.0
+CPU_NOTE = (
+    "sasrec is evaluated in the demo on a GPU only (on CPU its epochs take ~10-20 s here); "
+    "run `shopkeeper evaluate rec --model sasrec` to measure it"
+)
 
 
-def _rec_models() -> tuple[list[str], str]:
-    """The models to evaluate and the one to train: SASRec when it is installed, else EASE."""
+def _rec_models() -> tuple[list[str], str, str | None]:
+    """The models to evaluate, the one to train, and why SASRec is not evaluated (if not).
+
+    The trained model is SASRec when it is installed, else EASE. Evaluating SASRec
+    means fitting it to convergence, which the demo only does on a GPU.
+    """
     from shopkeeper.rec import get_scorer_class
     from shopkeeper.rec._train import DEFAULT_REC_MODEL
 
     try:
         get_scorer_class("sasrec")
-    except ImportError:  # the sequential model (or its torch extra) is not there
-        return list(REC_MODELS), "ease"
-    return [*REC_MODELS, "sasrec"], DEFAULT_REC_MODEL
+    except ImportError as exc:  # the sequential model (or its torch extra) is not there
+        return list(REC_MODELS), "ease", f"sasrec is not installed: {exc}"
+    import torch
+
+    if not torch.cuda.is_available():
+        return list(REC_MODELS), DEFAULT_REC_MODEL, CPU_NOTE
+    return [*REC_MODELS, "sasrec"], DEFAULT_REC_MODEL, None
 
 
 def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
@@ -159,7 +171,7 @@ def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
     from shopkeeper.rec._train import train_rec
 
     ws = state.workspace
-    models, main = _rec_models()
+    models, main, note = _rec_models()
     configs = {"sasrec": SASREC_CONFIG}
     report, trained = _stored_rec(state, models, main, configs)
     if report is None or trained is None:
@@ -180,6 +192,7 @@ def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
         names = item_titles(wh, ids)
     return {
         "evaluation": report,
+        "not_evaluated": note,
         "trained": trained,
         "recommendations": {
             u: {
@@ -200,6 +213,7 @@ def _stored_rec(
     from shopkeeper.rec._train import REC_MODEL_ASSET
 
     wanted = {m: create_scorer(m, configs.get(m)).dump_config() for m in models}
+    main_config = create_scorer(main, configs.get(main)).dump_config()
     with Warehouse(state.workspace, read_only=True) as wh:
         events = wh.version("events").version
         emb = wh.latest(EMBEDDINGS_ASSET)
@@ -214,7 +228,7 @@ def _stored_rec(
     trained = None
     if (
         mod is not None
-        and (mod.params["model"], mod.params["config"]) == (main, wanted[main])
+        and (mod.params["model"], mod.params["config"]) == (main, main_config)
         and mod.params["events_version"] == events
         and mod.params.get("embeddings_version") in (None, inputs["embeddings_version"])
     ):
@@ -243,6 +257,8 @@ def _render_recommendations(recs: dict[str, Any]) -> None:
     c = console()
     c.rule("evaluate rec")
     render_report(recs["evaluation"])
+    if recs["not_evaluated"]:
+        c.print(recs["not_evaluated"], highlight=False)
     tr = recs["trained"]
     c.rule(f"train rec --model {tr['model']}")
     c.print(
