@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
 from shopkeeper.config import load_yaml_config
@@ -55,15 +54,14 @@ def render_training(out: dict[str, Any]) -> None:
     if out["embeddings_version"] is not None:
         built = " (built for this model)" if out["built_features"] else ""
         c.print(f"item embeddings v{out['embeddings_version']}{built}", highlight=False)
-    rows = [("config", k, v) for k, v in out["config"].items()]
-    rows += [("info", k, v) for k, v in out["info"].items()]
-    if rows:
-        t = Table(box=None, padding=(0, 1), show_header=False)
-        for _ in range(3):
-            t.add_column()
-        for part, k, v in rows:
-            t.add_row(part, k, str(v))
-        c.print(t)
+    from shopkeeper.rec import create_scorer
+
+    defaults = create_scorer(out["model"]).dump_config()
+    changed = [f"{k}={v}" for k, v in out["config"].items() if defaults.get(k) != v]
+    c.print(f"config: {', '.join(changed) or 'the defaults'}", highlight=False)
+    facts = [f"{k}={v}" for k, v in out["info"].items() if not isinstance(v, list | dict)]
+    if facts:  # lists (e.g. per-epoch history) are in --json
+        c.print(f"info: {', '.join(facts)}", highlight=False)
     c.print(f"Try: shopkeeper recommend USER_ID --k 10 (model v{out['version']})", highlight=False)
 
 
