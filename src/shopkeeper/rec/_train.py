@@ -29,6 +29,8 @@ from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import numpy.typing as npt
+
     from shopkeeper.features import FeaturesConfig, ItemEncoder
     from shopkeeper.rec._data import Interactions
     from shopkeeper.warehouse import Workspace
@@ -103,17 +105,12 @@ def train_rec(
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"the time budget must be positive, not {time_budget_s}")
     scorer = _create(name, config)
-    wants_vectors = scorer.needs_item_vectors or name == DEFAULT_REC_MODEL
     with Warehouse(ws, read_only=True) as wh:
         inter = read_interactions(wh, event_types)
-        has_embeddings = wh.latest(EMBEDDINGS_ASSET) is not None
     built = False
-    if wants_vectors and not has_embeddings:
-        built = _build_embeddings(ws, scorer, features_config, encoder)
     vectors, emb_version = None, None
-    if wants_vectors and (has_embeddings or built):
-        with Warehouse(ws, read_only=True) as wh:
-            vectors, emb_version = _item_vectors(wh, inter.item_ids, skip_unavailable=False)
+    if scorer.needs_item_vectors or name == DEFAULT_REC_MODEL:
+        vectors, emb_version, built = _vectors(ws, scorer, inter, features_config, encoder)
     histories = Histories.from_pairs(inter.users, inter.items, inter.n_users, inter.n_items)
     build_id = new_build_id()
     # One folder per model, kept when a fit dies: the next run resumes from it when its
@@ -161,22 +158,34 @@ def _create(name: str, config: dict[str, Any] | None) -> RecScorer[Any]:
         raise ConfigError(f"invalid {name} config: {problems}") from exc
 
 
-def _build_embeddings(
+def _vectors(
     ws: Workspace,
     scorer: RecScorer[Any],
+    inter: Interactions,
     cfg: FeaturesConfig | None,
     encoder: ItemEncoder | None,
-) -> bool:
-    """Build item embeddings first; a model that can do without them goes on without."""
-    _log.info("no item embeddings yet; building them first", model=scorer.name)
-    try:
-        build_features(ws, cfg, encoder)
-    except (ImportError, NotFoundError) as exc:
-        if scorer.needs_item_vectors:
-            raise
-        _log.warning("training without item embeddings", reason=str(exc))
-        return False
-    return True
+) -> tuple[npt.NDArray[np.float32] | None, int | None, bool]:
+    """Item embeddings aligned to the catalog, their version, and whether built just now.
+
+    With none in the workspace they are built first; a model that can do without them
+    (one that only uses them when present) goes on without when that is impossible.
+    """
+    with Warehouse(ws, read_only=True) as wh:
+        present = wh.latest(EMBEDDINGS_ASSET) is not None
+    built = False
+    if not present:
+        _log.info("no item embeddings yet; building them first", model=scorer.name)
+        try:
+            build_features(ws, cfg, encoder)
+        except (ImportError, NotFoundError) as exc:
+            if scorer.needs_item_vectors:
+                raise
+            _log.warning("training without item embeddings", reason=str(exc))
+            return None, None, False
+        built = True
+    with Warehouse(ws, read_only=True) as wh:
+        vectors, version = _item_vectors(wh, inter.item_ids, skip_unavailable=False)
+    return vectors, version, built
 
 
 def _save(
