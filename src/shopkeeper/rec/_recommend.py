@@ -19,6 +19,7 @@ from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._data import Histories, tie_keys
 from shopkeeper.rec._metrics import top_k
 from shopkeeper.rec._train import load_rec_model
+from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from shopkeeper.rec._train import RecModel
-    from shopkeeper.warehouse import Warehouse, Workspace
+    from shopkeeper.warehouse import Workspace
 
 _log = get_logger(__name__)
 
@@ -112,8 +113,6 @@ def read_histories(ws: Workspace, user_ids: list[str], model: RecModel) -> Histo
     Each (user, item) pair counts once, at its first event, as in training; events
     with the same time are ordered by the same seeded hash.
     """
-    from shopkeeper.warehouse import Warehouse
-
     n_items = len(model.item_ids)
     with Warehouse(ws, read_only=True) as wh:
         if wh.latest("events") is None:
