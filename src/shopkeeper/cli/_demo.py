@@ -147,12 +147,13 @@ def _rec_models() -> tuple[list[str], str, str | None]:
     The trained model is SASRec when it is installed, else EASE. Evaluating SASRec
     means fitting it to convergence, which the demo only does on a GPU.
     """
+    from shopkeeper.errors import PluginNotFoundError
     from shopkeeper.rec import get_scorer_class
     from shopkeeper.rec._train import DEFAULT_REC_MODEL
 
     try:
         get_scorer_class("sasrec")
-    except ImportError as exc:  # the sequential model (or its torch extra) is not there
+    except (ImportError, PluginNotFoundError) as exc:  # not there, or no torch extra
         return list(REC_MODELS), "ease", f"sasrec is not installed: {exc}"
     import torch
 
