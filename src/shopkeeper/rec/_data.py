@@ -45,6 +45,9 @@ class Histories:
     indptr: npt.NDArray[np.int64]
     items: npt.NDArray[np.int64]
     n_items: int
+    ts: npt.NDArray[np.int64] | None = None
+    """Each stored item's time (microseconds), when known: items with the same time (one
+    basket) are in an arbitrary order, which a sequential model may reshuffle."""
 
     @classmethod
     def from_pairs(
@@ -53,6 +56,7 @@ class Histories:
         items: npt.NDArray[np.int64],
         n_users: int,
         n_items: int,
+        ts: npt.NDArray[np.int64] | None = None,
     ) -> Histories:
         """Histories from (user, item) pairs already sorted by user (then time).
 
@@ -63,7 +67,8 @@ class Histories:
         counts = np.bincount(users, minlength=n_users).astype(np.int64)
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return cls(indptr, np.asarray(items, dtype=np.int64), n_items)
+        times = None if ts is None else np.asarray(ts, dtype=np.int64)
+        return cls(indptr, np.asarray(items, dtype=np.int64), n_items, times)
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]], n_items: int) -> Histories:
@@ -100,7 +105,9 @@ class Histories:
         indptr = np.zeros(len(users) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         offsets = np.arange(int(indptr[-1]), dtype=np.int64) - np.repeat(indptr[:-1], lengths)
-        return Histories(indptr, self.items[np.repeat(starts, lengths) + offsets], self.n_items)
+        src = np.repeat(starts, lengths) + offsets
+        ts = None if self.ts is None else self.ts[src]
+        return Histories(indptr, self.items[src], self.n_items, ts)
 
     def to_csr(self) -> sparse.csr_matrix:
         """The binary (rows x items) float32 matrix; repeated items count once."""

@@ -34,6 +34,7 @@ SCORERS: dict[str, str] = {
     "itemknn": "shopkeeper.rec._baselines:ItemKNNScorer",
     "popularity": "shopkeeper.rec._baselines:PopularityScorer",
     "random": "shopkeeper.rec._baselines:RandomScorer",
+    "sasrec": "shopkeeper.rec._sasrec:SASRecScorer",
 }
 """Built-in scorers: short name -> "module:Class", imported when first asked for."""
 
@@ -46,6 +47,13 @@ class TrainingData:
     """Every training user's items, oldest first."""
     item_vectors: npt.NDArray[np.float32] | None = None
     """(items, d) L2-normalized text embeddings, zero rows for items without one."""
+    time_budget_s: float | None = None
+    """Wall-clock seconds a trained model may spend fitting (None: no limit); a model
+    that trains in epochs stops at the budget with its best checkpoint so far."""
+    checkpoint_dir: Path | None = None
+    """Where a trained model keeps resumable checkpoints (None: none are written)."""
+    item_texts: list[str] | None = None
+    """Each item's text (the features step's template), for models that read it."""
 
 
 class RecScorer(ABC, Generic[C]):
@@ -55,6 +63,8 @@ class RecScorer(ABC, Generic[C]):
     config_cls: ClassVar[type[BaseModel]]
     needs_item_vectors: ClassVar[bool] = False
     """Whether `fit` needs `TrainingData.item_vectors`."""
+    uses_item_vectors: ClassVar[bool] = False
+    """Whether `fit` uses `TrainingData.item_vectors` when there are some."""
     popularity_fallback: ClassVar[bool] = True
     """Whether empty histories are scored by training popularity."""
 
@@ -66,6 +76,11 @@ class RecScorer(ABC, Generic[C]):
         self._popularity: npt.NDArray[np.float32] | None = None
         self.info: dict[str, Any] = {}
         """Facts about the fitted model worth reporting (e.g. a fallback taken)."""
+
+    @property
+    def wants_item_texts(self) -> bool:
+        """Whether `fit` needs `TrainingData.item_texts` (with this config)."""
+        return False
 
     def dump_config(self) -> dict[str, Any]:
         """The config as JSON data."""

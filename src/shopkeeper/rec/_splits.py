@@ -72,7 +72,7 @@ def leave_one_out(inter: Interactions, *, validation: bool = False, min_train: i
     n_u, n_i = inter.n_users, inter.n_items
     return Split(
         kind="leave_one_out",
-        train=Histories.from_pairs(owner[train], inter.items[train], n_u, n_i),
+        train=Histories.from_pairs(owner[train], inter.items[train], n_u, n_i, inter.ts[train]),
         test=Histories.from_pairs(owner[test], inter.items[test], n_u, n_i),
         valid=Histories.from_pairs(owner[valid], inter.items[valid], n_u, n_i)
         if validation
@@ -98,7 +98,9 @@ def temporal_split(inter: Interactions, *, test_fraction: float = 0.2) -> Split:
     n_u, n_i = inter.n_users, inter.n_items
     return Split(
         kind="temporal",
-        train=Histories.from_pairs(inter.users[train], inter.items[train], n_u, n_i),
+        train=Histories.from_pairs(
+            inter.users[train], inter.items[train], n_u, n_i, inter.ts[train]
+        ),
         test=Histories.from_pairs(inter.users[test], inter.items[test], n_u, n_i),
         cutoff_us=cutoff,
     )

@@ -1,0 +1,423 @@
+"""The main recommender: a text-aware SASRec fitted with the shared trainer.
+
+Each user's training items, oldest first, become right-aligned windows of `max_len`
+(inputs) and the same items shifted by one (next-item targets). The last training item
+of each user is held out for validation (NDCG@10 over the full catalog, seen items
+excluded), which picks the epoch. Item representations come from the language-model
+text embeddings through a learned adaptation layer plus an ID embedding (see
+`_sasrec_net`), so items without text fall back to their ID and new items with text
+rank by text. After training, optional magnitude pruning and int8 dynamic quantization
+compress the network for scoring.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import warnings
+from pathlib import Path  # noqa: TC003 (pydantic reads the annotation at run time)
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import numpy as np
+import torch
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from torch import nn
+
+from shopkeeper.errors import ConfigError
+from shopkeeper.logging import get_logger
+from shopkeeper.rec._sasrec_net import SASRecNet
+from shopkeeper.rec._scorer import RecScorer
+from shopkeeper.rec._text_tower import TextTower, TunedSASRec
+from shopkeeper.rec._trainer import Batch, TrainerConfig, TrainResult, train
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from shopkeeper.rec._data import Histories
+    from shopkeeper.rec._scorer import TrainingData
+
+_log = get_logger(__name__)
+
+
+class SASRecConfig(TrainerConfig):
+    """Network shape, training and compression of the text-aware SASRec.
+
+    The defaults are the settings of `benchmarks/rec.py` (on Online Retail: about 15 s an
+    epoch on 2 CPU cores, best validation NDCG@10 near the 30th epoch).
+    """
+
+    lr: float = Field(default=2e-3, gt=0)
+    """Peak learning rate of AdamW."""
+    max_epochs: PositiveInt = 30
+    """Epochs at most."""
+
+    dim: PositiveInt = 64
+    """Width of item representations and of the encoder."""
+    layers: PositiveInt = 2
+    """Transformer blocks."""
+    heads: PositiveInt = 2
+    """Attention heads (must divide `dim`)."""
+    max_len: PositiveInt = 50
+    """Items of history the model reads (the most recent)."""
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    """Dropout on embeddings, attention and feed-forward layers."""
+    use_text: bool = True
+    """Item representations from the text embeddings (when the data has them)."""
+    use_id: bool = True
+    """Add a learned ID embedding (zero for items without training interactions)."""
+    mask_seen: bool = False
+    """Leave the items a window already holds out of each position's softmax (they are
+    never next when a user's items are distinct, and the protocol never ranks them)."""
+    shuffle_baskets: bool = True
+    """Each epoch, reorder each user's same-time items (one invoice, whose order the data
+    does not know) at random, so any item of a basket can be the next one."""
+    batch_size: PositiveInt = 128
+    """Windows per optimizer step (across all processes)."""
+    full_softmax_max_items: PositiveInt = 20_000
+    """Above this many items, a sampled softmax with logQ correction replaces the full one."""
+    negatives: PositiveInt = 2048
+    """Sampled softmax: items sampled per step, by training popularity."""
+    val_users: NonNegativeInt = 5000
+    """Validate on at most this many users (seeded sample)."""
+    prune: float = Field(default=0.0, ge=0, lt=1)
+    """Share of the encoder's and adapter's linear weights zeroed by magnitude after training."""
+    quantize: Literal["none", "int8"] = "none"
+    """`int8`: dynamic int8 quantization of the encoder's linear layers for scoring."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto`: a GPU when present."""
+    finetune_text: bool = False
+    """Fine-tune the language model itself as the item tower, end to end (needs item
+    texts; the text vectors start from the model rather than the stored embeddings)."""
+    text_model_path: Path | None = None
+    """The sentence-transformers folder to fine-tune (default: the packaged MiniLM)."""
+    text_lr: float = Field(default=2e-5, gt=0)
+    """Peak learning rate of the language model's layers (BERT practice: 1e-5 to 5e-5)."""
+    text_trainable_layers: NonNegativeInt = 2
+    """Top transformer layers of the language model that train (the rest stay frozen)."""
+    text_max_candidates: PositiveInt = 256
+    """Target items per step encoded afresh, with gradients, by the language model."""
+    text_max_tokens: PositiveInt = 48
+    """Tokens of item text the language model reads."""
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> SASRecConfig:
+        if self.dim % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+        if self.finetune_text and not self.use_text:
+            raise ValueError("finetune_text needs use_text")
+        return self
+
+
+def windows(
+    h: Histories, max_len: int, pad: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Right-aligned (inputs, targets) windows of every row: item t predicts item t+1.
+
+    Rows longer than `max_len + 1` give several windows, the most recent one first; the
+    pad value fills inputs and -1 fills targets where a window is short.
+
+    >>> from shopkeeper.rec._data import Histories
+    >>> x, y = windows(Histories.from_lists([[1, 2, 3], [4]], 5), 4, pad=5)
+    >>> x.tolist(), y.tolist()
+    ([[5, 5, 1, 2]], [[-1, -1, 2, 3]])
+    """
+    lengths = h.lengths
+    pairs = np.maximum(lengths - 1, 0)
+    n_windows = -(-pairs // max_len)
+    first = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(n_windows, out=first[1:])
+    user = np.repeat(np.arange(len(lengths)), pairs)
+    j = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    rev = pairs[user] - 1 - j
+    win = first[user] + rev // max_len
+    slot = max_len - 1 - rev % max_len
+    start = h.indptr[user] + j
+    x = np.full((int(first[-1]), max_len), pad, dtype=np.int64)
+    y = np.full((int(first[-1]), max_len), -1, dtype=np.int64)
+    x[win, slot] = h.items[start]
+    y[win, slot] = h.items[start + 1]
+    return x, y
+
+
+def bucketed(
+    lengths: npt.NDArray[np.int64], batch_size: int, rng: np.random.Generator, pool: int = 50
+) -> list[torch.Tensor]:
+    """Shuffled batches of window indices, each drawn from windows of similar length.
+
+    Windows are shuffled, cut into pools of `pool` batches, sorted by length within a
+    pool and batched; the batches are shuffled again. Padding columns shared by a whole
+    batch are then trimmed off, so short histories cost what they hold.
+    """
+    order = rng.permutation(len(lengths))
+    out: list[torch.Tensor] = []
+    step = batch_size * pool
+    for s in range(0, len(order), step):
+        chunk = order[s : s + step]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [
+            torch.from_numpy(chunk[b : b + batch_size]) for b in range(0, len(chunk), batch_size)
+        ]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def last_window(h: Histories, max_len: int, pad: int) -> npt.NDArray[np.int64]:
+    """Each row's last `max_len` items, right-aligned and left-padded with `pad`."""
+    lengths = np.minimum(h.lengths, max_len)
+    out = np.full((h.n_users, max_len), pad, dtype=np.int64)
+    user = np.repeat(np.arange(h.n_users), lengths)
+    k = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    src = h.indptr[1:][user] - lengths[user] + k
+    out[user, max_len - lengths[user] + k] = h.items[src]
+    return out
+
+
+def _drop_last(h: Histories, users: npt.NDArray[np.int64]) -> Histories:
+    """`h` without the last item of each row in `users`."""
+    keep = np.ones(len(h.items), dtype=bool)
+    keep[h.indptr[users + 1] - 1] = False
+    lengths = h.lengths.copy()
+    lengths[users] -= 1
+    indptr = np.zeros(h.n_users + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return type(h)(indptr, h.items[keep], h.n_items, None if h.ts is None else h.ts[keep])
+
+
+def shuffle_same_time(h: Histories, rng: np.random.Generator) -> Histories:
+    """`h` with each user's same-time items (one basket) in a new random order.
+
+    >>> from shopkeeper.rec._data import Histories
+    >>> h = Histories(np.array([0, 4]), np.array([1, 2, 3, 4]), 5, np.array([1, 2, 2, 3]))
+    >>> out = shuffle_same_time(h, np.random.default_rng(1)).items.tolist()
+    >>> out[0], sorted(out[1:3]), out[3]
+    (1, [2, 3], 4)
+    """
+    if h.ts is None:
+        return h
+    order = np.lexsort((rng.random(len(h.items)), h.ts, h.user_of))
+    return type(h)(h.indptr, h.items[order], h.n_items, h.ts[order])
+
+
+class SASRecScorer(RecScorer[SASRecConfig]):
+    """Self-attentive sequential recommender over text-aware item representations."""
+
+    name = "sasrec"
+    config_cls = SASRecConfig
+    uses_item_vectors = True
+
+    @property
+    def wants_item_texts(self) -> bool:
+        """Item texts are needed to fine-tune the language model."""
+        return self.cfg.finetune_text
+
+    def _device(self) -> torch.device:
+        if self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available()):
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def _build(self, text: npt.NDArray[np.float32] | None) -> SASRecNet:
+        if text is None and not self.cfg.use_id:
+            raise ConfigError("sasrec with use_id=false needs item text embeddings")
+        torch.manual_seed(self.cfg.seed)
+        c = self.cfg
+        return SASRecNet(
+            torch.from_numpy(np.ascontiguousarray(text)) if text is not None else None,
+            self.n_items,
+            dim=c.dim,
+            layers=c.layers,
+            heads=c.heads,
+            max_len=c.max_len,
+            dropout=c.dropout,
+            use_id=c.use_id,
+            mask_seen=c.mask_seen,
+        )
+
+    def _fit(self, data: TrainingData) -> None:
+        c, h = self.cfg, data.histories
+        text = data.item_vectors if c.use_text else None
+        if text is not None and not (np.linalg.norm(text, axis=1) > 0).any():
+            text = None
+        tower = self._tower(data) if c.finetune_text else None
+        if tower is not None:
+            text = tower.encode_all().numpy()
+        device = self._device()
+        net = self._build(text)
+        counts = np.bincount(h.items, minlength=self.n_items)
+        net.items.id_mask.copy_(torch.from_numpy(counts > 0).float()[:, None])
+        model: nn.Module = net if tower is None else TunedSASRec(net, tower, c.text_max_candidates)
+        model.to(device)
+        rng = np.random.default_rng(c.seed)
+        candidates = np.flatnonzero(h.lengths >= 3)
+        val_users = np.sort(rng.choice(candidates, min(c.val_users, len(candidates)), False))
+        train_h = _drop_last(h, val_users)
+        val_in = last_window(train_h.rows(val_users), c.max_len, self.n_items)
+        val_seen = train_h.rows(val_users)
+        val_target = h.items[h.indptr[val_users + 1] - 1]
+        x, y = windows(train_h, c.max_len, self.n_items)
+        lengths = (x != self.n_items).sum(1)
+        reshuffle = c.shuffle_baskets and train_h.ts is not None
+
+        def batches(epoch: int) -> list[Batch]:
+            rng = np.random.default_rng(c.seed + epoch)
+            h_epoch = shuffle_same_time(train_h, rng) if reshuffle and epoch > 0 else train_h
+            xe, ye = windows(h_epoch, c.max_len, self.n_items) if reshuffle else (x, y)
+            x_t, y_t = torch.from_numpy(xe), torch.from_numpy(ye)
+            return [(x_t[idx], y_t[idx]) for idx in bucketed(lengths, c.batch_size, rng)]
+
+        sampled = self.n_items > c.full_softmax_max_items and tower is None
+        q = torch.from_numpy((counts + 1) / (counts + 1).sum()).float()
+        log_q = torch.log(q * c.negatives).to(device)
+        gen = torch.Generator().manual_seed(c.seed)
+
+        def loss_fn(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+            if not sampled:
+                out: tuple[torch.Tensor, torch.Tensor] = model(*batch)
+                return out
+            neg = torch.multinomial(q, c.negatives, replacement=True, generator=gen)
+            out = model(*batch, neg.to(device), log_q)
+            return out
+
+        def validate(model: nn.Module) -> float:
+            if isinstance(model, TunedSASRec):
+                model.refresh()
+                model = model.net
+            assert isinstance(model, SASRecNet)
+            return _val_ndcg(model, val_in, val_seen, val_target, device)
+
+        def lr_scale(name: str) -> float:
+            return c.text_lr / c.lr if name.startswith("tower.") else 1.0
+
+        result = train(
+            model,
+            batches,
+            loss_fn,
+            validate,
+            c,
+            time_budget_s=data.time_budget_s,
+            checkpoint_dir=data.checkpoint_dir,
+            fingerprint=_fingerprint(c, h, text),
+            device=device,
+            lr_scale=lr_scale,
+        )
+        if c.prune > 0:
+            _prune(net, c.prune)
+        self._net = net.cpu().eval()
+        self._prepare()
+        self.info = {
+            "text": text is not None,
+            "windows": len(x),
+            "validation_users": len(val_users),
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "softmax": "sampled" if sampled else "full",
+            "text_finetuned": tower is not None,
+            **self._train_summary(result),
+        }
+
+    @staticmethod
+    def _train_summary(result: TrainResult) -> dict[str, Any]:
+        return result.summary()
+
+    def compressed(self, *, prune: float | None = None, quantize: str | None = None) -> Self:
+        """A copy of this fitted model, pruned and/or int8-quantized, without retraining."""
+        changes = {k: v for k, v in {"prune": prune, "quantize": quantize}.items() if v is not None}
+        cfg = self.cfg.model_validate({**self.cfg.model_dump(), **changes})
+        other = type(self)(cfg)
+        other.n_items, other.info = self.n_items, dict(self.info)
+        other._popularity = self._popularity
+        other._net = copy.deepcopy(self._net)
+        if cfg.prune > self.cfg.prune:
+            _prune(other._net, cfg.prune)
+        other._prepare()
+        return other
+
+    def _tower(self, data: TrainingData) -> TextTower:
+        if data.item_texts is None or len(data.item_texts) != self.n_items:
+            raise ConfigError("finetune_text needs the items' texts (TrainingData.item_texts)")
+        from shopkeeper.features import packaged_model_path
+
+        return TextTower(
+            self.cfg.text_model_path or packaged_model_path(),
+            data.item_texts,
+            trainable_layers=self.cfg.text_trainable_layers,
+            max_tokens=self.cfg.text_max_tokens,
+        )
+
+    def _prepare(self) -> None:
+        """Cache the item table and, if asked, the int8 encoder used for scoring."""
+        with torch.inference_mode():
+            self._table = self._net.items()
+        self._scoring_net: nn.Module = self._net
+        if self.cfg.quantize == "int8":
+            with warnings.catch_warnings():
+                # torch marks torch.ao.quantization deprecated in favour of torchao (not a
+                # dependency); the eager API works in the pinned torch.
+                warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization")
+                warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
+                from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+                spec = {nn.Linear: per_channel_dynamic_qconfig}
+                self._scoring_net = quantize_dynamic(  # type: ignore[no-untyped-call]
+                    copy.deepcopy(self._net), spec, dtype=torch.qint8
+                )
+
+    def _score(self, histories: Histories) -> npt.NDArray[np.float32]:
+        seq = torch.from_numpy(last_window(histories, self.cfg.max_len, self.n_items))
+        net = self._scoring_net
+        with torch.inference_mode():
+            state = net.last_state(seq, self._table)  # type: ignore[operator]
+            return np.asarray((state @ self._table[:-1].T).numpy(), dtype=np.float32)
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        return {f"net.{k}": v.numpy() for k, v in self._net.state_dict().items()}
+
+    def _set_state(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        text = state["net.items.text"]
+        net = self._build(text if text.shape[1] else None)
+        net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()})
+        self._net = net.eval()
+        self._prepare()
+
+
+def _val_ndcg(
+    net: SASRecNet,
+    seq: npt.NDArray[np.int64],
+    seen: Histories,
+    target: npt.NDArray[np.int64],
+    device: torch.device,
+    batch: int = 1024,
+) -> float:
+    """Mean NDCG@10 of the held-out item over the full catalog, seen items excluded."""
+    if len(target) == 0:
+        return 0.0
+    table = net.items()
+    total = 0.0
+    for s in range(0, len(target), batch):
+        rows = np.arange(s, min(s + batch, len(target)))
+        state = net.last_state(torch.from_numpy(seq[rows]).to(device), table)
+        scores = (state @ table[:-1].T).float()
+        part = seen.rows(rows)
+        scores[torch.from_numpy(part.user_of), torch.from_numpy(part.items)] = float("-inf")
+        tgt = torch.from_numpy(target[rows]).to(device)
+        mine = scores.gather(1, tgt[:, None])
+        rank = (scores > mine).sum(1)
+        total += float(torch.where(rank < 10, 1 / torch.log2(rank + 2.0), 0.0).sum())
+    return total / len(target)
+
+
+def _prune(net: SASRecNet, amount: float) -> None:
+    """Zero the smallest `amount` of all linear weights together (global magnitude)."""
+    from torch.nn.utils import prune
+
+    params = [(m, "weight") for m in net.modules() if isinstance(m, nn.Linear)]
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+    for m, name in params:
+        prune.remove(m, name)  # type: ignore[no-untyped-call]
+
+
+def _fingerprint(cfg: SASRecConfig, h: Histories, text: npt.NDArray[np.float32] | None) -> str:
+    """Names config and data: a checkpoint with another fingerprint is not resumed."""
+    kept = cfg.model_dump(mode="json", exclude={"max_epochs", "patience", "quantize", "prune"})
+    d = hashlib.sha256(json.dumps(kept, sort_keys=True).encode())
+    for arr in (h.indptr, h.items, text if text is not None else np.zeros(0)):
+        d.update(np.ascontiguousarray(arr).tobytes())
+    return d.hexdigest()
