@@ -43,7 +43,7 @@ from shopkeeper.features._structured import (
     StructuredConfig,
     build_item_features,
 )
-from shopkeeper.features._text import TEXT_FIELDS, ItemTextConfig, item_text_sql
+from shopkeeper.features._text import TEXT_FIELDS, ItemTextConfig, item_text_sql, read_item_texts
 from shopkeeper.features._users import (
     SESSION_VECTORS_ASSET,
     USER_SEQUENCES_ASSET,
@@ -89,4 +89,5 @@ __all__ = [
     "load_item_index",
     "packaged_model_path",
     "read_embeddings",
+    "read_item_texts",
 ]

@@ -7,11 +7,18 @@ and hashed inside the warehouse, vectorized, with no per-row Python.
 from __future__ import annotations
 
 import string
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
-from shopkeeper.ingest import sql_literal
+from shopkeeper.errors import NotFoundError
+from shopkeeper.ingest import quote_ident, sql_literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from shopkeeper.warehouse import Warehouse
 
 TextField = Literal["title", "brand", "category", "tags", "description"]
 TEXT_FIELDS: dict[str, str] = {
@@ -96,3 +103,33 @@ def item_text_sql(cfg: ItemTextConfig) -> str:
         parts.append(f"CASE WHEN {' OR '.join(present)} THEN concat({', '.join(pieces)}) END")
     joined = f"concat_ws({sql_literal(cfg.separator)}, {', '.join(parts)})"
     return _truncate_sql(joined, cfg.max_chars)
+
+
+def read_item_texts(
+    wh: Warehouse, item_ids: Sequence[str], cfg: ItemTextConfig | None = None
+) -> list[str]:
+    """Each item's text from the latest items version, in `item_ids` order ("" if none).
+
+    Raises:
+        NotFoundError: the workspace has no items.
+    """
+    items = wh.latest("items")
+    if items is None:
+        raise NotFoundError("no items asset yet; ingest items first")
+    wanted = pa.table(
+        {
+            "item_id": pa.array(list(item_ids), pa.string()),
+            "pos": pa.array(range(len(item_ids)), pa.int64()),
+        }
+    )
+    wh.con.register("_wanted_items", wanted)
+    try:
+        rows = wh.con.execute(
+            f"SELECT coalesce(t.text, '') FROM _wanted_items w LEFT JOIN "
+            f"(SELECT item_id, any_value({item_text_sql(cfg or ItemTextConfig())}) AS text "
+            f"FROM {quote_ident(f'items_v{items.version}')} GROUP BY item_id) t "
+            f"USING (item_id) ORDER BY w.pos"
+        ).fetchall()
+    finally:
+        wh.con.unregister("_wanted_items")
+    return [r[0] for r in rows]

@@ -39,6 +39,7 @@ class ContentScorer(RecScorer[ContentConfig]):
     name = "content"
     config_cls = ContentConfig
     needs_item_vectors = True
+    uses_item_vectors = True
 
     def _fit(self, data: TrainingData) -> None:
         assert data.item_vectors is not None

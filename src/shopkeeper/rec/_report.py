@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features import EMBEDDINGS_ASSET, read_embeddings
+from shopkeeper.features import EMBEDDINGS_ASSET, read_embeddings, read_item_texts
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._assets import commit_report_version
 from shopkeeper.rec._data import read_interactions
@@ -58,6 +58,8 @@ def run_evaluation(
     model_configs: dict[str, dict[str, Any]] | None = None,
     skip_unavailable: bool = False,
     save: bool = True,
+    time_budget_s: float | None = None,
+    fitted: dict[str, RecScorer[Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `models` under one protocol and (by default) store the report as an asset.
 
@@ -69,6 +71,9 @@ def run_evaluation(
         skip_unavailable: Report a model whose inputs are missing (no embeddings for
             `content`) as skipped instead of failing.
         save: Store the report as a new `rec_report` version.
+        time_budget_s: Seconds each trained model (SASRec) may spend fitting; it stops
+            with its best checkpoint at the budget.
+        fitted: When given, receives each fitted scorer by name (e.g. to compress one).
 
     Returns:
         The report: protocol, data, per-model metrics; `asset`/`version` when saved.
@@ -90,13 +95,19 @@ def run_evaluation(
             seed=cfg.seed,
         )
         vectors, emb_version = None, None
-        if any(s.needs_item_vectors for s in scorers):
-            vectors, emb_version = _item_vectors(wh, inter.item_ids, skip_unavailable)
+        if any(s.needs_item_vectors or s.uses_item_vectors for s in scorers):
+            optional = skip_unavailable or not any(s.needs_item_vectors for s in scorers)
+            vectors, emb_version = _item_vectors(wh, inter.item_ids, optional)
+        texts = None
+        if any(s.wants_item_texts for s in scorers):
+            texts = read_item_texts(wh, inter.item_ids)
     split = make_split(inter, cfg)
     targets = targets_of(split, cfg)
     users = eval_users(targets, cfg)
-    data = TrainingData(split.train, vectors)
+    data = TrainingData(split.train, vectors, time_budget_s=time_budget_s, item_texts=texts)
     results = [_run_one(s, data, split, cfg, users, targets) for s in scorers]
+    if fitted is not None:
+        fitted.update({s.name: s for s in scorers if s.fitted})
     report: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(),
         "protocol": _protocol(cfg),

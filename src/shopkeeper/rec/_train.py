@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from shopkeeper.errors import ConfigError, NotFoundError, WarehouseError
-from shopkeeper.features import EMBEDDINGS_ASSET, build_features
+from shopkeeper.features import EMBEDDINGS_ASSET, build_features, read_item_texts
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._data import Histories, read_interactions
 from shopkeeper.rec._report import _item_vectors
@@ -107,16 +107,25 @@ def train_rec(
     scorer = _create(name, config)
     with Warehouse(ws, read_only=True) as wh:
         inter = read_interactions(wh, event_types)
+        texts = read_item_texts(wh, inter.item_ids) if scorer.wants_item_texts else None
     built = False
     vectors, emb_version = None, None
-    if scorer.needs_item_vectors or name == DEFAULT_REC_MODEL:
+    if scorer.needs_item_vectors or scorer.uses_item_vectors:
         vectors, emb_version, built = _vectors(ws, scorer, inter, features_config, encoder)
-    histories = Histories.from_pairs(inter.users, inter.items, inter.n_users, inter.n_items)
+    histories = Histories.from_pairs(
+        inter.users, inter.items, inter.n_users, inter.n_items, inter.ts
+    )
     build_id = new_build_id()
     # One folder per model, kept when a fit dies: the next run resumes from it when its
     # fingerprint (config and data) matches, and starts afresh otherwise.
     checkpoints = ws.home / "checkpoints" / REC_MODEL_ASSET / name
-    data = TrainingData(histories, vectors, time_budget_s=time_budget_s, checkpoint_dir=checkpoints)
+    data = TrainingData(
+        histories,
+        vectors,
+        time_budget_s=time_budget_s,
+        checkpoint_dir=checkpoints,
+        item_texts=texts,
+    )
     _log.info(
         "training", model=name, users=inter.n_users, items=inter.n_items, budget_s=time_budget_s
     )
