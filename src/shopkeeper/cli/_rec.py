@@ -129,6 +129,14 @@ def render_report(report: dict[str, Any]) -> None:
     default=None,
     help="Seed of same-time tie-breaks, user sampling and random scores (default 0).",
 )
+@click.option(
+    "--time-budget",
+    "minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MINUTES",
+    help="Each trained model (sasrec) stops after this many minutes with its best checkpoint.",
+)
 @click.option("--no-save", is_flag=True, help="Do not store the report as an asset.")
 @json_option
 @click.pass_obj
@@ -143,6 +151,7 @@ def rec_cmd(
     test_fraction: float | None,
     max_users: int | None,
     seed: int | None,
+    minutes: float | None,
     no_save: bool,
 ) -> None:
     """Fit and evaluate recommenders with full ranking; store the report as `rec_report`."""
@@ -159,7 +168,14 @@ def rec_cmd(
         max_users=max_users,
         seed=seed,
     )
-    report = run_evaluation(state.workspace, names, cfg, skip_unavailable=skip, save=not no_save)
+    report = run_evaluation(
+        state.workspace,
+        names,
+        cfg,
+        skip_unavailable=skip,
+        save=not no_save,
+        time_budget_s=minutes * 60 if minutes is not None else None,
+    )
     if state.json:
         emit_json(report)
     else:

@@ -1,7 +1,9 @@
-"""Recommendation: evaluation protocol, splits, metrics and baseline scorers.
+"""Recommendation: evaluation protocol, splits, metrics, baselines, SASRec, training.
 
-Needs numpy and scipy (the `ml` extra). Everything ranks the full catalog; reports are
-stored as versioned `rec_report` assets with lineage to the events they measure.
+Needs numpy and scipy (the `ml` extra); the main model, SASRec (`sasrec` in `SCORERS`,
+module `_sasrec`), also needs torch and is imported only when asked for. Everything ranks
+the full catalog; reports are stored as versioned `rec_report` assets and trained models
+as `rec_model` assets, with lineage to the events (and embeddings) they came from.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from shopkeeper.rec._content import ContentConfig, ContentScorer
 from shopkeeper.rec._data import Histories, Interactions, k_core_mask, read_interactions
 from shopkeeper.rec._metrics import ranking_metrics, self_information, top_k
 from shopkeeper.rec._protocol import EvalConfig, evaluate_scorer, make_split, targets_of
+from shopkeeper.rec._recommend import read_user_ids, recommend
 from shopkeeper.rec._report import (
     BASELINES,
     REPORT_ASSET,
@@ -36,9 +39,18 @@ from shopkeeper.rec._scorer import (
     get_scorer_class,
 )
 from shopkeeper.rec._splits import Split, leave_one_out, temporal_split, unseen_targets
+from shopkeeper.rec._train import (
+    DEFAULT_REC_MODEL,
+    REC_MODEL_ASSET,
+    RecModel,
+    load_rec_model,
+    train_rec,
+)
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_REC_MODEL",
+    "REC_MODEL_ASSET",
     "REPORT_ASSET",
     "SCORERS",
     "ALSConfig",
@@ -56,6 +68,7 @@ __all__ = [
     "PopularityScorer",
     "RandomConfig",
     "RandomScorer",
+    "RecModel",
     "RecScorer",
     "Split",
     "TrainingData",
@@ -64,15 +77,19 @@ __all__ = [
     "get_scorer_class",
     "k_core_mask",
     "leave_one_out",
+    "load_rec_model",
     "make_split",
     "ranking_metrics",
     "read_interactions",
     "read_report",
+    "read_user_ids",
+    "recommend",
     "render_markdown",
     "run_evaluation",
     "self_information",
     "targets_of",
     "temporal_split",
     "top_k",
+    "train_rec",
     "unseen_targets",
 ]
