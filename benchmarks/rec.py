@@ -1,9 +1,11 @@
-"""Recommendation benchmark: every baseline under one full-ranking protocol on real data.
+"""Recommendation benchmark: every baseline and SASRec under one full-ranking protocol.
 
 For each data set it ingests the raw files from `../shared/data` into a fresh workspace
 with the built-in adapter, builds item embeddings (all-MiniLM-L6-v2, for the content
-model) and runs `shopkeeper.rec.run_evaluation` with default model settings (nothing is
-tuned on the test users):
+model and SASRec's item representations) and runs `shopkeeper.rec.run_evaluation` with
+default model settings. SASRec's defaults were settled while watching its validation
+NDCG@10 (held-out last training items) on both data sets with seed 0; the test figures
+of those development runs were seen too, so seed 0 is not a clean hold-out, seed 1 is:
 
 * Online Retail (UCI): purchase events, each (customer, product) pair once at its first
   purchase, 5-core, chronological leave-one-out;
@@ -12,8 +14,10 @@ tuned on the test users):
 
 Seen items are excluded from ranking and every model ranks the full catalog. Which of a
 basket's same-time items is held out depends on the seed, so the protocol runs once per
-seed (`--seeds`, default 0,1,2) and the tables give mean ± standard deviation. Results go
-to `<out>/rec-results.json` and `<out>/rec-results.md`. Without `../shared/data` it says
+seed (`--seeds`, default 0,1) and the tables give mean ± standard deviation. SASRec's
+fitted model of the first seed is then int8-quantized and pruned, and each variant's
+accuracy and scoring latency is reported next to fp32's. Results go to
+`<out>/rec-results.json` and `<out>/rec-results.md`. Without `../shared/data` it says
 so and exits 0.
 
     python benchmarks/rec.py --out benchmarks/out
@@ -47,7 +51,72 @@ DATASETS: dict[str, dict[str, Any]] = {
         "protocol": {"event_types": ["rating"], "k_core": 5, "split": "leave_one_out"},
     },
 }
-MODELS = ["random", "popularity", "itemknn", "ease", "als", "content"]
+MODELS = ["random", "popularity", "itemknn", "ease", "als", "content", "sasrec"]
+COMPRESSIONS: list[tuple[str, dict[str, Any]]] = [
+    ("fp32", {}),
+    ("int8", {"quantize": "int8"}),
+    ("pruned 30%", {"prune": 0.3}),
+    ("pruned 50%", {"prune": 0.5}),
+    ("pruned 50% + int8", {"prune": 0.5, "quantize": "int8"}),
+]
+"""SASRec variants compared on the first seed: one fitted model, compressed afterwards."""
+
+
+def compression(
+    ws: Any, spec: dict[str, Any], report: dict[str, Any], base: Any
+) -> list[dict[str, Any]]:
+    """Accuracy and scoring latency of SASRec, int8-quantized and pruned, side by side.
+
+    `base` is the SASRec fitted for `report` (first seed); each compressed copy of it is
+    evaluated on the same split and users, and scoring is timed: 256 users per call
+    (batch) and one user per call (single), best of 3.
+    """
+    from shopkeeper.rec import EvalConfig, evaluate_scorer
+    from shopkeeper.rec._data import read_interactions
+    from shopkeeper.rec._protocol import eval_users, make_split, targets_of
+    from shopkeeper.warehouse import Warehouse
+
+    cfg = EvalConfig.model_validate({**spec["protocol"], "seed": report["protocol"]["seed"]})
+    with Warehouse(ws, read_only=True) as wh:
+        inter = read_interactions(wh, cfg.event_types, k_core=cfg.k_core, seed=cfg.seed)
+    split = make_split(inter, cfg)
+    targets = targets_of(split, cfg)
+    users = eval_users(targets, cfg)
+    batch = split.train.rows(users[:256])
+    rows = []
+    for label, change in COMPRESSIONS:
+        model = base.compressed(**change) if change else base
+        metrics = evaluate_scorer(model, split, cfg, users, targets)["all"]
+        timings = {}
+        for kind, hist in (("batch", batch), ("single", split.train.rows(users[:1]))):
+            best = min(_timed(model.score, hist) for _ in range(3))
+            timings[kind] = best / hist.n_users * 1000
+        rows.append(
+            {
+                "variant": label,
+                "NDCG@10": metrics["NDCG@10"],
+                "HR@10": metrics["HR@10"],
+                "ms_per_user_batch": round(timings["batch"], 4),
+                "ms_single_user": round(timings["single"], 3),
+                "nonzero_weights": _nonzero(model),
+            }
+        )
+    return rows
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def _nonzero(model: Any) -> float:
+    """Share of nonzero entries in the network's linear weights."""
+    import torch
+
+    weights = [m.weight for m in model._net.modules() if isinstance(m, torch.nn.Linear)]
+    total = sum(w.numel() for w in weights)
+    return round(sum(int((w != 0).sum()) for w in weights) / total, 3)
 
 
 def run_dataset(name: str, data: Path, models: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -68,12 +137,18 @@ def run_dataset(name: str, data: Path, models: list[str], seeds: list[int]) -> d
             build_features(ws, FeaturesConfig())
             features_s = time.perf_counter() - t0
         reports, eval_s = [], []
+        fitted: dict[str, Any] = {}
+        compressed: list[dict[str, Any]] = []
         for seed in seeds:
             cfg = EvalConfig.model_validate({**spec["protocol"], "seed": seed})
             t0 = time.perf_counter()
-            reports.append(run_evaluation(ws, models, cfg))
+            reports.append(run_evaluation(ws, models, cfg, fitted=fitted))
             eval_s.append(round(time.perf_counter() - t0, 1))
+            if seed == seeds[0] and "sasrec" in fitted:
+                compressed = compression(ws, spec, reports[0], fitted["sasrec"])
+            fitted.clear()
     return {
+        "compression": compressed,
         "dataset": name,
         "ingest_seconds": round(ingest_s, 1),
         "features_seconds": None if features_s is None else round(features_s, 1),
@@ -127,7 +202,40 @@ def markdown(results: list[dict[str, Any]]) -> str:
             cells.append(_stat(reports, m["model"], "cold_users", "NDCG@10"))
             lines.append(f"| {m['model']} | {' | '.join(cells)} | {m['fit_seconds']:.2f} |")
         lines.append("")
+        lines += _sasrec_lines(res)
     return "\n".join(lines)
+
+
+def _sasrec_lines(res: dict[str, Any]) -> list[str]:
+    """SASRec's training per seed, and its compressed variants on the first seed."""
+    runs = [m for r in res["reports"] for m in r["models"] if m["model"] == "sasrec"]
+    if not runs or "info" not in runs[0]:
+        return []
+    lines = [
+        "SASRec training per seed: "
+        + "; ".join(
+            f"{m['info']['epochs']} epochs ({m['info']['stopped']}), best epoch "
+            f"{m['info']['best_epoch']}, {m['info']['seconds_per_epoch']} s/epoch, "
+            f"{m['info']['train_seconds']} s in all"
+            for m in runs
+        )
+        + ".",
+        "",
+    ]
+    if res.get("compression"):
+        lines += [
+            "| SASRec variant | NDCG@10 | HR@10 | ms/user (256 a call) | ms (1 user) "
+            "| nonzero linear weights |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c['variant']} | {c['NDCG@10']:.4f} | {c['HR@10']:.4f} | "
+            f"{c['ms_per_user_batch']:.3f} | {c['ms_single_user']:.2f} | "
+            f"{c['nonzero_weights']:.2f} |"
+            for c in res["compression"]
+        ]
+        lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated")
-    ap.add_argument("--seeds", default="0,1,2", help="comma-separated protocol seeds")
+    ap.add_argument("--seeds", default="0,1", help="comma-separated protocol seeds")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
