@@ -207,3 +207,33 @@ def test_fine_tuning_the_language_model_end_to_end(tiny_model_dir: Path) -> None
     assert np.isfinite(scores).all()
     with pytest.raises(ConfigError, match="item_texts"):
         SASRecScorer(**cfg).fit(TrainingData(h))
+
+
+def test_catalogue_codes_place_a_new_item_without_text() -> None:
+    """Item 20 has no interactions and no text, only group A's category code."""
+    rng = np.random.default_rng(0)
+    rows = [
+        rng.choice(np.arange(0, 10) if u % 2 else np.arange(10, 20), 6, replace=False).tolist()
+        for u in range(200)
+    ]
+    h = Histories.from_lists(rows, 21)
+    attrs = np.zeros((21, 2), dtype=np.int64)
+    attrs[:10, 0], attrs[10:20, 0], attrs[20, 0] = 1, 2, 1
+    cfg = {**FAST, "max_epochs": 30, "dropout": 0.0}
+    scorer = SASRecScorer(**cfg).fit(TrainingData(h, item_attributes=attrs))
+    assert scorer.info["attributes"] == 2
+    test = Histories.from_lists([[0, 1, 2], [10, 11, 12]], 21)
+    scores = unseen(scorer.score(test), test)
+    assert (scores[0, 10:20] < scores[0, 20]).all()  # a group A user: item 20 above group B
+    assert (scores[1, 13:20] > scores[1, 20]).all()  # a group B user: item 20 below B's
+    blind = SASRecScorer(**{**cfg, "use_attributes": False})
+    blind.fit(TrainingData(h, item_attributes=attrs))
+    assert blind.info["attributes"] == 0
+
+
+def test_bf16_autocast_trains_too() -> None:
+    h = cycles()
+    cfg = {**FAST, "max_epochs": 40, "dropout": 0.0, "precision": "bf16"}
+    scorer = SASRecScorer(**cfg).fit(TrainingData(h))
+    test = Histories.from_lists([[3, 4, 5], [10, 11]], 20)
+    assert np.argmax(unseen(scorer.score(test), test), axis=1).tolist() == [6, 12]

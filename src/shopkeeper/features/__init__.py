@@ -39,9 +39,11 @@ from shopkeeper.features._index import (
     read_embeddings,
 )
 from shopkeeper.features._structured import (
+    ATTRIBUTE_COLUMNS,
     ITEM_FEATURES_ASSET,
     StructuredConfig,
     build_item_features,
+    read_item_attributes,
 )
 from shopkeeper.features._text import TEXT_FIELDS, ItemTextConfig, item_text_sql, read_item_texts
 from shopkeeper.features._users import (
@@ -53,6 +55,7 @@ from shopkeeper.features._users import (
 )
 
 __all__ = [
+    "ATTRIBUTE_COLUMNS",
     "DUPLICATES_ASSET",
     "EMBEDDINGS_ASSET",
     "INDEX_ASSET",
@@ -89,5 +92,6 @@ __all__ = [
     "load_item_index",
     "packaged_model_path",
     "read_embeddings",
+    "read_item_attributes",
     "read_item_texts",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
@@ -21,6 +22,11 @@ from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_derived
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+
     from shopkeeper.warehouse import Workspace
 
 _log = get_logger(__name__)
@@ -192,3 +198,44 @@ def build_item_features(ws: Workspace, cfg: StructuredConfig, build_id: str) -> 
 
 def _summary(version: int, status: str, n: int) -> dict[str, Any]:
     return {"asset": ITEM_FEATURES_ASSET, "version": version, "status": status, "items": n}
+
+
+ATTRIBUTE_COLUMNS = ("brand_code", "cat_l1_code", "cat_l2_code", "cat_l3_code", "price_decile")
+"""What `read_item_attributes` returns per item: static catalogue codes only (no
+popularity, which would carry the events a model is evaluated on)."""
+
+
+def read_item_attributes(
+    wh: Warehouse, item_ids: Sequence[str]
+) -> tuple[npt.NDArray[np.int64], int] | None:
+    """(items, 5) codes of `ATTRIBUTE_COLUMNS` in `item_ids` order, and the version read.
+
+    Code 0 is unknown (a missing value, a rare one, or an item the asset lacks); the price
+    decile is 1-10 within the item's deepest category. None without an `item_features`
+    asset.
+    """
+    import numpy as np
+
+    last = wh.latest(ITEM_FEATURES_ASSET)
+    if last is None:
+        return None
+    wanted = pa.table(
+        {
+            "item_id": pa.array(list(item_ids), pa.string()),
+            "pos": pa.array(range(len(item_ids)), pa.int64()),
+        }
+    )
+    decile = "CASE WHEN has_price THEN least(10, 1 + floor(price_pct * 10))::BIGINT END"
+    wh.con.register("_wanted_attr_items", wanted)
+    try:
+        table = wh.con.execute(
+            f"SELECT coalesce(brand_code, 0), coalesce(cat_l1_code, 0), "
+            f"coalesce(cat_l2_code, 0), coalesce(cat_l3_code, 0), coalesce({decile}, 0) "
+            f"FROM _wanted_attr_items w LEFT JOIN "
+            f"{quote_ident(f'{ITEM_FEATURES_ASSET}_v{last.version}')} f USING (item_id) "
+            f"ORDER BY w.pos"
+        ).fetchnumpy()
+    finally:
+        wh.con.unregister("_wanted_attr_items")
+    codes = np.stack([np.asarray(v, dtype=np.int64) for v in table.values()], axis=1)
+    return codes.reshape(len(item_ids), len(ATTRIBUTE_COLUMNS)), last.version

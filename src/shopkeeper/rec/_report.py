@@ -18,7 +18,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features import EMBEDDINGS_ASSET, read_embeddings, read_item_texts
+from shopkeeper.features import (
+    EMBEDDINGS_ASSET,
+    ITEM_FEATURES_ASSET,
+    read_embeddings,
+    read_item_attributes,
+    read_item_texts,
+)
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._assets import commit_report_version
 from shopkeeper.rec._data import read_interactions
@@ -101,10 +107,19 @@ def run_evaluation(
         texts = None
         if any(s.wants_item_texts for s in scorers):
             texts = read_item_texts(wh, inter.item_ids)
+        attrs = None
+        if any(s.uses_item_attributes for s in scorers):
+            attrs = read_item_attributes(wh, inter.item_ids)
     split = make_split(inter, cfg)
     targets = targets_of(split, cfg)
     users = eval_users(targets, cfg)
-    data = TrainingData(split.train, vectors, time_budget_s=time_budget_s, item_texts=texts)
+    data = TrainingData(
+        split.train,
+        vectors,
+        time_budget_s=time_budget_s,
+        item_texts=texts,
+        item_attributes=None if attrs is None else attrs[0],
+    )
     results = [_run_one(s, data, split, cfg, users, targets) for s in scorers]
     if fitted is not None:
         fitted.update({s.name: s for s in scorers if s.fitted})
@@ -113,6 +128,7 @@ def run_evaluation(
         "protocol": _protocol(cfg),
         "data": _data_summary(inter, split, users, cfg),
         "embeddings_version": emb_version,
+        "item_features_version": None if attrs is None else attrs[1],
         "models": results,
     }
     report["best"] = _best(results, cfg)
@@ -303,6 +319,10 @@ def save_report(ws: Workspace, report: dict[str, Any]) -> int:
     parents = [("events", report["data"]["events_version"], "evaluated_on")]
     if report.get("embeddings_version") is not None:
         parents.append((EMBEDDINGS_ASSET, report["embeddings_version"], "item_text_from"))
+    if report.get("item_features_version") is not None:
+        parents.append(
+            (ITEM_FEATURES_ASSET, report["item_features_version"], "item_attributes_from")
+        )
     params = {
         "protocol": report["protocol"],
         "events_version": report["data"]["events_version"],

@@ -66,6 +66,9 @@ class SASRecConfig(TrainerConfig):
     """Item representations from the text embeddings (when the data has them)."""
     use_id: bool = True
     """Add a learned ID embedding (zero for items without training interactions)."""
+    use_attributes: bool = True
+    """Add learned embeddings of the items' catalogue codes (brand, category levels, price
+    decile from `item_features`), when the data has them."""
     mask_seen: bool = False
     """Leave the items a window already holds out of each position's softmax (they are
     never next when a user's items are distinct, and the protocol never ranks them)."""
@@ -204,6 +207,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
     name = "sasrec"
     config_cls = SASRecConfig
     uses_item_vectors = True
+    uses_item_attributes = True
 
     @property
     def wants_item_texts(self) -> bool:
@@ -215,9 +219,11 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             return torch.device("cuda")
         return torch.device("cpu")
 
-    def _build(self, text: npt.NDArray[np.float32] | None) -> SASRecNet:
-        if text is None and not self.cfg.use_id:
-            raise ConfigError("sasrec with use_id=false needs item text embeddings")
+    def _build(
+        self, text: npt.NDArray[np.float32] | None, attrs: npt.NDArray[np.int64] | None
+    ) -> SASRecNet:
+        if text is None and not self.cfg.use_id and attrs is None:
+            raise ConfigError("sasrec with use_id=false needs item texts or attributes")
         torch.manual_seed(self.cfg.seed)
         c = self.cfg
         return SASRecNet(
@@ -230,6 +236,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             dropout=c.dropout,
             use_id=c.use_id,
             mask_seen=c.mask_seen,
+            attrs=torch.from_numpy(np.ascontiguousarray(attrs)) if attrs is not None else None,
         )
 
     def _fit(self, data: TrainingData) -> None:
@@ -240,8 +247,11 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         tower = self._tower(data) if c.finetune_text else None
         if tower is not None:
             text = tower.encode_all().numpy()
+        attrs = data.item_attributes if c.use_attributes else None
+        if attrs is not None and not attrs.any():
+            attrs = None
         device = self._device()
-        net = self._build(text)
+        net = self._build(text, attrs)
         counts = np.bincount(h.items, minlength=self.n_items)
         net.items.id_mask.copy_(torch.from_numpy(counts > 0).float()[:, None])
         model: nn.Module = net if tower is None else TunedSASRec(net, tower, c.text_max_candidates)
@@ -295,7 +305,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             c,
             time_budget_s=data.time_budget_s,
             checkpoint_dir=data.checkpoint_dir,
-            fingerprint=_fingerprint(c, h, text),
+            fingerprint=_fingerprint(c, h, text, attrs),
             device=device,
             lr_scale=lr_scale,
         )
@@ -305,6 +315,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         self._prepare()
         self.info = {
             "text": text is not None,
+            "attributes": 0 if attrs is None else int(attrs.shape[1]),
             "windows": len(x),
             "validation_users": len(val_users),
             "parameters": sum(p.numel() for p in net.parameters()),
@@ -371,8 +382,8 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         return {f"net.{k}": v.numpy() for k, v in self._net.state_dict().items()}
 
     def _set_state(self, state: dict[str, npt.NDArray[Any]]) -> None:
-        text = state["net.items.text"]
-        net = self._build(text if text.shape[1] else None)
+        text, attrs = state["net.items.text"], state["net.items.attrs"]
+        net = self._build(text if text.shape[1] else None, attrs if attrs.shape[1] else None)
         net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()})
         self._net = net.eval()
         self._prepare()
@@ -414,10 +425,17 @@ def _prune(net: SASRecNet, amount: float) -> None:
         prune.remove(m, name)  # type: ignore[no-untyped-call]
 
 
-def _fingerprint(cfg: SASRecConfig, h: Histories, text: npt.NDArray[np.float32] | None) -> str:
+def _fingerprint(
+    cfg: SASRecConfig,
+    h: Histories,
+    text: npt.NDArray[np.float32] | None,
+    attrs: npt.NDArray[np.int64] | None,
+) -> str:
     """Names config and data: a checkpoint with another fingerprint is not resumed."""
     kept = cfg.model_dump(mode="json", exclude={"max_epochs", "patience", "quantize", "prune"})
     d = hashlib.sha256(json.dumps(kept, sort_keys=True).encode())
-    for arr in (h.indptr, h.items, text if text is not None else np.zeros(0)):
+    for arr in (h.indptr, h.items, np.zeros(0) if text is None else text, attrs):
+        if arr is None:
+            continue
         d.update(np.ascontiguousarray(arr).tobytes())
     return d.hexdigest()

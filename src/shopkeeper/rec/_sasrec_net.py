@@ -1,10 +1,12 @@
 """The text-aware SASRec network: item representations from text and ids, a causal encoder.
 
-An item's representation is `A·t_i + id_i`: `t_i` its language-model text
-embedding (zero when it has none), `A` a learned adaptation layer, `id_i` a learned ID
-embedding. Items nobody interacted with in training keep a zero ID part, so a new item
-with text is ranked by its text alone. The same table embeds the input sequence and
-scores the next item (tied weights, as in SASRec), over the whole catalog.
+An item's representation is `A·t_i + id_i + Σ_k c_k(a_ik)`: `t_i` its language-model
+text embedding (zero when it has none), `A` a learned adaptation layer, `id_i` a learned
+ID embedding, and `c_k` learned embeddings of its catalogue codes (brand, category levels,
+price decile; code 0, unknown, embeds to zero). Items nobody interacted with in training
+keep a zero ID part, so a new item is ranked by its text and codes alone. The same table
+embeds the input sequence and scores the next item (tied weights, as in SASRec), over the
+whole catalog.
 """
 
 from __future__ import annotations
@@ -19,8 +21,16 @@ class ItemTable(nn.Module):
 
     text: torch.Tensor
     id_mask: torch.Tensor
+    attrs: torch.Tensor
 
-    def __init__(self, text: torch.Tensor | None, n_items: int, dim: int, use_id: bool) -> None:
+    def __init__(
+        self,
+        text: torch.Tensor | None,
+        n_items: int,
+        dim: int,
+        use_id: bool,
+        attrs: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.n_items = n_items
         self.register_buffer("text", text if text is not None else torch.zeros(n_items, 0))
@@ -29,6 +39,16 @@ class ItemTable(nn.Module):
         if self.ids is not None:
             nn.init.normal_(self.ids.weight, std=0.02)
         self.register_buffer("id_mask", torch.ones(n_items, 1))
+        codes = attrs if attrs is not None else torch.zeros(n_items, 0, dtype=torch.long)
+        self.register_buffer("attrs", codes)
+        embs = [
+            nn.Embedding(int(codes[:, k].max()) + 1, dim, padding_idx=0)
+            for k in range(codes.shape[1])
+        ]
+        for emb in embs:
+            nn.init.normal_(emb.weight, std=0.02)
+            emb.weight.data[0] = 0.0  # unknown embeds to zero and stays there
+        self.attr_emb = nn.ModuleList(embs)
 
     def forward(self, text: torch.Tensor | None = None) -> torch.Tensor:
         """Every item's representation plus a zero padding row (`text` replaces the
@@ -38,6 +58,7 @@ class ItemTable(nn.Module):
             parts.append(self.adapt(self.text if text is None else text))
         if self.ids is not None:
             parts.append(self.ids.weight * self.id_mask)
+        parts += [emb(self.attrs[:, k]) for k, emb in enumerate(self.attr_emb)]
         table = torch.stack(parts).sum(0)
         return torch.cat([table, table.new_zeros(1, table.shape[1])])
 
@@ -87,10 +108,11 @@ class SASRecNet(nn.Module):
         dropout: float,
         use_id: bool,
         mask_seen: bool = True,
+        attrs: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.mask_seen = mask_seen
-        self.items = ItemTable(text, n_items, dim, use_id)
+        self.items = ItemTable(text, n_items, dim, use_id, attrs)
         self.pos = nn.Embedding(max_len, dim)
         nn.init.normal_(self.pos.weight, std=0.02)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))

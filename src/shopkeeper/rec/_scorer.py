@@ -54,6 +54,8 @@ class TrainingData:
     """Where a trained model keeps resumable checkpoints (None: none are written)."""
     item_texts: list[str] | None = None
     """Each item's text (the features step's template), for models that read it."""
+    item_attributes: npt.NDArray[np.int64] | None = None
+    """(items, k) catalogue codes (brand, category levels, price decile); 0 is unknown."""
 
 
 class RecScorer(ABC, Generic[C]):
@@ -65,6 +67,8 @@ class RecScorer(ABC, Generic[C]):
     """Whether `fit` needs `TrainingData.item_vectors`."""
     uses_item_vectors: ClassVar[bool] = False
     """Whether `fit` uses `TrainingData.item_vectors` when there are some."""
+    uses_item_attributes: ClassVar[bool] = False
+    """Whether `fit` uses `TrainingData.item_attributes` when there are some."""
     popularity_fallback: ClassVar[bool] = True
     """Whether empty histories are scored by training popularity."""
 

@@ -19,7 +19,13 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from shopkeeper.errors import ConfigError, NotFoundError, WarehouseError
-from shopkeeper.features import EMBEDDINGS_ASSET, build_features, read_item_texts
+from shopkeeper.features import (
+    EMBEDDINGS_ASSET,
+    ITEM_FEATURES_ASSET,
+    build_features,
+    read_item_attributes,
+    read_item_texts,
+)
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._data import Histories, read_interactions
 from shopkeeper.rec._report import _item_vectors
@@ -108,6 +114,7 @@ def train_rec(
     with Warehouse(ws, read_only=True) as wh:
         inter = read_interactions(wh, event_types)
         texts = read_item_texts(wh, inter.item_ids) if scorer.wants_item_texts else None
+        attrs = read_item_attributes(wh, inter.item_ids) if scorer.uses_item_attributes else None
     built = False
     vectors, emb_version = None, None
     if scorer.needs_item_vectors or scorer.uses_item_vectors:
@@ -125,6 +132,7 @@ def train_rec(
         time_budget_s=time_budget_s,
         checkpoint_dir=checkpoints,
         item_texts=texts,
+        item_attributes=None if attrs is None else attrs[0],
     )
     _log.info(
         "training", model=name, users=inter.n_users, items=inter.n_items, budget_s=time_budget_s
@@ -138,6 +146,7 @@ def train_rec(
         "events_version": inter.events_version,
         "event_types": list(inter.event_types),
         "embeddings_version": emb_version,
+        "item_features_version": None if attrs is None else attrs[1],
         "time_budget_s": time_budget_s,
         "users": inter.n_users,
         "items": inter.n_items,
@@ -217,6 +226,10 @@ def _save(
     parents = [("events", inter.events_version, "trained_on")]
     if params["embeddings_version"] is not None:
         parents.append((EMBEDDINGS_ASSET, params["embeddings_version"], "item_text_from"))
+    if params.get("item_features_version") is not None:
+        parents.append(
+            (ITEM_FEATURES_ASSET, params["item_features_version"], "item_attributes_from")
+        )
     with ws.write_lock():
         try:
             tmp.mkdir(parents=True, exist_ok=True)
