@@ -226,9 +226,12 @@ def test_catalogue_codes_place_a_new_item_without_text() -> None:
     scores = unseen(scorer.score(test), test)
     assert (scores[0, 10:20] < scores[0, 20]).all()  # a group A user: item 20 above group B
     assert (scores[1, 13:20] > scores[1, 20]).all()  # a group B user: item 20 below B's
-    blind = SASRecScorer(**{**cfg, "use_attributes": False})
+    blind = SASRecScorer(**{**cfg, "use_attributes": "never"})
     blind.fit(TrainingData(h, item_attributes=attrs))
     assert blind.info["attributes"] == 0
+    vectors = np.random.default_rng(1).normal(size=(21, 8)).astype(np.float32)
+    with_text = SASRecScorer(**cfg).fit(TrainingData(h, vectors, item_attributes=attrs))
+    assert with_text.info["attributes"] == 0  # auto: codes only stand in for missing text
 
 
 def test_bf16_autocast_trains_too() -> None:
