@@ -59,6 +59,18 @@ def console() -> Console:
     return Console(soft_wrap=False)
 
 
+def time_budget_option(help_text: str) -> Callable[[F], F]:
+    """Add `--time-budget MINUTES` (exposed as `minutes`, None when not given)."""
+    return click.option(
+        "--time-budget",
+        "minutes",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="MINUTES",
+        help=help_text,
+    )
+
+
 def json_option(f: F) -> F:
     """Add `--json` to a subcommand (the group's `--json` works too)."""
 

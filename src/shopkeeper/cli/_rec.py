@@ -10,7 +10,14 @@ import click
 from rich import box
 from rich.table import Table
 
-from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._app import (
+    State,
+    cli,
+    console,
+    emit_json,
+    json_option,
+    time_budget_option,
+)
 from shopkeeper.config import load_yaml_config
 
 MODEL_CHOICES = ("popularity", "itemknn", "ease", "als", "content", "sasrec", "random", "all")
@@ -129,13 +136,8 @@ def render_report(report: dict[str, Any]) -> None:
     default=None,
     help="Seed of same-time tie-breaks, user sampling and random scores (default 0).",
 )
-@click.option(
-    "--time-budget",
-    "minutes",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="MINUTES",
-    help="Each trained model (sasrec) stops after this many minutes with its best checkpoint.",
+@time_budget_option(
+    "Each trained model (sasrec) stops after this many minutes with its best checkpoint."
 )
 @click.option("--no-save", is_flag=True, help="Do not store the report as an asset.")
 @json_option

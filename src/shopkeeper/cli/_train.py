@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._app import (
+    State,
+    cli,
+    console,
+    emit_json,
+    json_option,
+    time_budget_option,
+)
 from shopkeeper.config import load_yaml_config
 
 DEFAULT_MODEL = "sasrec"
@@ -73,14 +80,7 @@ def render_training(out: dict[str, Any]) -> None:
     help=f"A registered recommender: popularity, itemknn, ease, als, content, {DEFAULT_MODEL}, "
     f"random (default {DEFAULT_MODEL}).",
 )
-@click.option(
-    "--time-budget",
-    "minutes",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="MINUTES",
-    help="Stop training after this many minutes with the best checkpoint so far.",
-)
+@time_budget_option("Stop training after this many minutes with the best checkpoint so far.")
 @click.option(
     "--config",
     "config_path",

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeeper.errors import NotFoundError
+from shopkeeper.features._text import rows_in_order
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.warehouse import DerivedVersion, Warehouse, built_from, commit_derived
@@ -219,23 +219,10 @@ def read_item_attributes(
     last = wh.latest(ITEM_FEATURES_ASSET)
     if last is None:
         return None
-    wanted = pa.table(
-        {
-            "item_id": pa.array(list(item_ids), pa.string()),
-            "pos": pa.array(range(len(item_ids)), pa.int64()),
-        }
-    )
     decile = "CASE WHEN has_price THEN least(10, 1 + floor(price_pct * 10))::BIGINT END"
-    wh.con.register("_wanted_attr_items", wanted)
-    try:
-        table = wh.con.execute(
-            f"SELECT coalesce(brand_code, 0), coalesce(cat_l1_code, 0), "
-            f"coalesce(cat_l2_code, 0), coalesce(cat_l3_code, 0), coalesce({decile}, 0) "
-            f"FROM _wanted_attr_items w LEFT JOIN "
-            f"{quote_ident(f'{ITEM_FEATURES_ASSET}_v{last.version}')} f USING (item_id) "
-            f"ORDER BY w.pos"
-        ).fetchnumpy()
-    finally:
-        wh.con.unregister("_wanted_attr_items")
+    exprs = ["brand_code", "cat_l1_code", "cat_l2_code", "cat_l3_code", decile]
+    select = ", ".join(f"coalesce({e}, 0) AS c{k}" for k, e in enumerate(exprs))
+    source = quote_ident(f"{ITEM_FEATURES_ASSET}_v{last.version}")
+    table = rows_in_order(wh, item_ids, select, source)
     codes = np.stack([np.asarray(v, dtype=np.int64) for v in table.values()], axis=1)
     return codes.reshape(len(item_ids), len(ATTRIBUTE_COLUMNS)), last.version

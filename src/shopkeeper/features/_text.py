@@ -7,7 +7,7 @@ and hashed inside the warehouse, vectorized, with no per-row Python.
 from __future__ import annotations
 
 import string
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
@@ -116,6 +116,18 @@ def read_item_texts(
     items = wh.latest("items")
     if items is None:
         raise NotFoundError("no items asset yet; ingest items first")
+    source = (
+        f"(SELECT item_id, any_value({item_text_sql(cfg or ItemTextConfig())}) AS text "
+        f"FROM {quote_ident(f'items_v{items.version}')} GROUP BY item_id)"
+    )
+    texts: list[str] = rows_in_order(wh, item_ids, "coalesce(text, '')", source)
+    return texts
+
+
+def rows_in_order(wh: Warehouse, item_ids: Sequence[str], select: str, source: str) -> Any:
+    """`select` over `source` left-joined to `item_ids` on `item_id`: one row per id, in
+    order (NULLs where `source` lacks the id). One column: a list; several: a dict of
+    NumPy arrays by column."""
     wanted = pa.table(
         {
             "item_id": pa.array(list(item_ids), pa.string()),
@@ -124,12 +136,12 @@ def read_item_texts(
     )
     wh.con.register("_wanted_items", wanted)
     try:
-        rows = wh.con.execute(
-            f"SELECT coalesce(t.text, '') FROM _wanted_items w LEFT JOIN "
-            f"(SELECT item_id, any_value({item_text_sql(cfg or ItemTextConfig())}) AS text "
-            f"FROM {quote_ident(f'items_v{items.version}')} GROUP BY item_id) t "
-            f"USING (item_id) ORDER BY w.pos"
-        ).fetchall()
+        table: pa.Table = wh.con.sql(
+            f"SELECT {select} FROM _wanted_items w LEFT JOIN {source} s USING (item_id) "
+            f"ORDER BY w.pos"
+        ).to_arrow_table()
     finally:
         wh.con.unregister("_wanted_items")
-    return [r[0] for r in rows]
+    if table.num_columns == 1:
+        return table.column(0).to_pylist()
+    return {name: table.column(name).to_numpy() for name in table.column_names}

@@ -103,7 +103,7 @@ def run_evaluation(
         vectors, emb_version = None, None
         if any(s.needs_item_vectors or s.uses_item_vectors for s in scorers):
             optional = skip_unavailable or not any(s.needs_item_vectors for s in scorers)
-            vectors, emb_version = _item_vectors(wh, inter.item_ids, optional)
+            vectors, emb_version = item_vectors_for(wh, inter.item_ids, optional)
         texts = None
         if any(s.wants_item_texts for s in scorers):
             texts = read_item_texts(wh, inter.item_ids)
@@ -169,7 +169,7 @@ def _run_one(
     }
 
 
-def _item_vectors(
+def item_vectors_for(
     wh: Warehouse, item_ids: list[str], skip_unavailable: bool
 ) -> tuple[npt.NDArray[np.float32] | None, int | None]:
     """The latest embeddings aligned to `item_ids` (zero rows where missing)."""

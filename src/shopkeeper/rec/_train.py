@@ -28,7 +28,7 @@ from shopkeeper.features import (
 )
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._data import Histories, read_interactions
-from shopkeeper.rec._report import _item_vectors
+from shopkeeper.rec._report import item_vectors_for
 from shopkeeper.rec._scorer import RecScorer, TrainingData, create_scorer, get_scorer_class
 from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
 
@@ -202,7 +202,7 @@ def _vectors(
             return None, None, False
         built = True
     with Warehouse(ws, read_only=True) as wh:
-        vectors, version = _item_vectors(wh, inter.item_ids, skip_unavailable=False)
+        vectors, version = item_vectors_for(wh, inter.item_ids, skip_unavailable=False)
     return vectors, version, built
 
 
