@@ -29,7 +29,7 @@ from shopkeeper.logging import get_logger
 from shopkeeper.rec._sasrec_net import SASRecNet
 from shopkeeper.rec._scorer import RecScorer
 from shopkeeper.rec._text_tower import TextTower, TunedSASRec
-from shopkeeper.rec._trainer import Batch, TrainerConfig, TrainResult, train
+from shopkeeper.rec._trainer import Batch, TrainerConfig, train
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -324,12 +324,8 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             "parameters": sum(p.numel() for p in net.parameters()),
             "softmax": "sampled" if sampled else "full",
             "text_finetuned": tower is not None,
-            **self._train_summary(result),
+            **result.summary(),
         }
-
-    @staticmethod
-    def _train_summary(result: TrainResult) -> dict[str, Any]:
-        return result.summary()
 
     def compressed(self, *, prune: float | None = None, quantize: str | None = None) -> Self:
         """A copy of this fitted model, pruned and/or int8-quantized, without retraining."""
