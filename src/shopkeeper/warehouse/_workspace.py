@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shopkeeper.clean import KeyStore
+from shopkeeper.clean import FieldCipher, KeyStore
 from shopkeeper.errors import WarehouseError
 
 if TYPE_CHECKING:
@@ -51,6 +51,11 @@ class Workspace:
     def keys(self) -> KeyStore:
         """The pseudonymization key chain (file mode 0600)."""
         return KeyStore(self.home / "keys" / "pseudonym.key")
+
+    @property
+    def field_cipher(self) -> FieldCipher:
+        """The AES-GCM key ring sealing sensitive fields at rest (file mode 0600)."""
+        return FieldCipher(self.home / "keys" / "field.key")
 
     def exists(self) -> bool:
         """Whether a catalog has been created here."""
