@@ -49,6 +49,20 @@ def mask_pii_sql(expr: str) -> str:
     return out
 
 
+_PII_COMPILED = tuple((re.compile(p), ph) for _, p, ph in PII_PATTERNS)
+
+
+def mask_pii(text: str) -> str:
+    """`mask_pii_sql` in Python, for one value arriving outside a load (a live event).
+
+    >>> mask_pii("mail me at a.b@example.com or +44 20 7946 0958")
+    'mail me at [EMAIL] or [PHONE]'
+    """
+    for pattern, placeholder in _PII_COMPILED:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
 def pii_flags_sql(masked: str, prefix: str) -> dict[str, str]:
     """One boolean column per PII kind: did masking put its placeholder into `masked`."""
     return {

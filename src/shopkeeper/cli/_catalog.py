@@ -12,6 +12,7 @@ from rich.tree import Tree
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
 from shopkeeper.warehouse import Warehouse, lineage_graph
+from shopkeeper.warehouse._reports import catalog_entries, quality_report
 
 
 @cli.command("catalog")
@@ -20,14 +21,7 @@ from shopkeeper.warehouse import Warehouse, lineage_graph
 def catalog_cmd(state: State) -> None:
     """List every asset: latest version, rows, freshness and quality status."""
     with Warehouse(state.workspace, read_only=True) as wh:
-        rows = []
-        for v in wh.latest_versions():
-            entry = v.summary()
-            entry["versions"] = len(wh.versions(v.asset))
-            entry["pii"] = {k: p for k, p in v.pii.items() if p != "none"}
-            entry["schema"] = v.schema
-            entry["sources"] = wh.sources(v.asset, v.version)
-            rows.append(entry)
+        rows = catalog_entries(wh)
     if state.json:
         emit_json(rows)
         return
@@ -56,23 +50,13 @@ def catalog_cmd(state: State) -> None:
 def quality_cmd(state: State, asset: str, version: int | None) -> None:
     """Quality report of ASSET: completeness, ranges, reasons, PII masked, freshness."""
     with Warehouse(state.workspace, read_only=True) as wh:
-        v = wh.version(asset, version)
-        history = [
-            {
-                "version": x.version,
-                "status": x.quality.get("status"),
-                "rows": x.row_count,
-                **x.quality.get("load", {}),
-            }
-            for x in wh.versions(asset)
-        ]
-    report = {"asset": v.asset, "version": v.version, **v.quality, "history": history}
+        report = quality_report(wh, asset, version)
     if state.json:
         emit_json(report)
         return
     c = console()
     c.print(
-        f"[bold]{v.asset}[/] v{v.version}: status [bold]{report['status']}[/], "
+        f"[bold]{report['asset']}[/] v{report['version']}: status [bold]{report['status']}[/], "
         f"{report['rows']:,} rows"
     )
     load = report.get("load", {})

@@ -190,8 +190,11 @@ def _summary(version: int, status: str, kind: str, n: int) -> dict[str, Any]:
     return {"asset": INDEX_ASSET, "version": version, "status": status, "type": kind, "items": n}
 
 
-def load_item_index(ws: Workspace, version: int | None = None) -> AnnIndex:
+def load_item_index(ws: Workspace, version: int | None = None, mmap: bool = False) -> AnnIndex:
     """Load an index version (the latest by default).
+
+    With `mmap` a flat index's vectors stay in the file, memory-mapped and shared by every
+    process that maps it (the serving workers), instead of one private copy each.
 
     Raises:
         NotFoundError: no index has been built yet.
@@ -203,7 +206,11 @@ def load_item_index(ws: Workspace, version: int | None = None) -> AnnIndex:
         v = wh.version(INDEX_ASSET, version)
         (ids_file,) = wh.files(INDEX_ASSET, v.version, "data")
         (index_file,) = wh.files(INDEX_ASSET, v.version, "artifact")
-    index = faiss.read_index(str(index_file))
+    try:
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(str(index_file), flags)
+    except RuntimeError:  # an index type FAISS cannot map: read it into memory
+        index = faiss.read_index(str(index_file))
     if v.params["type"] == "hnsw":
         index.hnsw.efSearch = v.params["config"]["ef_search"]
     ids = pq.read_table(ids_file).sort_by("row").column("item_id").to_pylist()

@@ -1,0 +1,43 @@
+"""Settings of the online service, read from `SHOPKEEPER_SERVE_*` (workers inherit them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """How `shopkeeper serve` runs; every field can be set as `SHOPKEEPER_SERVE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_SERVE_", extra="forbid")
+
+    home: Path = Path(".shopkeeper")
+    """The workspace served (the CLI passes its `--home`)."""
+    max_inflight: PositiveInt = 64
+    """Requests one worker handles at once; more get 429 with Retry-After."""
+    retry_after_s: PositiveInt = 1
+    """The Retry-After of a 429."""
+    request_timeout_ms: PositiveFloat = 250.0
+    """Model inference time allowed per request before it falls back to popularity."""
+    batch_window_ms: NonNegativeFloat = 2.0
+    """How long the micro-batcher waits for more requests before scoring (0: no batching)."""
+    batch_max: PositiveInt = 64
+    """Most requests scored in one model call."""
+    cache_size: int = 10_000
+    """Entries in each worker's LRU cache (0: no cache)."""
+    cache_ttl_s: PositiveFloat = 60.0
+    """Seconds a cached answer lives."""
+    reload_interval_s: PositiveFloat = 2.0
+    """How often a worker checks the catalog for a new model, index or data version."""
+    compact_interval_s: NonNegativeFloat = 0.0
+    """Seconds between background compactions of live events into the warehouse (0: off)."""
+    max_body_bytes: PositiveInt = 1_048_576
+    """Largest request body accepted (413 beyond)."""
+    max_events_per_request: PositiveInt = 1000
+    """Most events in one POST /events."""
+    max_k: PositiveInt = 200
+    """Largest k a request may ask for."""
+    live_window: PositiveInt = 200
+    """Most recent live events per user folded into their history."""
