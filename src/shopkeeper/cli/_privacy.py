@@ -1,16 +1,18 @@
-"""`shopkeeper privacy …`: pseudonyms and key rotation."""
+"""`shopkeeper privacy …`: pseudonyms, key rotation and erasure of a user."""
 
 from __future__ import annotations
+
+import getpass
 
 import click
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
-from shopkeeper.warehouse import rotate_pseudonym_key
+from shopkeeper.warehouse import forget_user, rotate_field_key, rotate_pseudonym_key
 
 
 @cli.group("privacy")
 def privacy() -> None:
-    """Pseudonymization keys and lookups."""
+    """Pseudonymization and field keys, lookups, erasure."""
 
 
 @privacy.command("pseudonym")
@@ -38,3 +40,36 @@ def rotate_cmd(state: State) -> None:
     else:
         for r in out:
             console().print(f"{r['asset']} → v{r['version']} ({r['rows']:,} rows re-keyed)")
+
+
+@privacy.command("rotate-field-key")
+@json_option
+@click.pass_obj
+def rotate_field_cmd(state: State) -> None:
+    """Add a new field-encryption key and re-seal every encrypted column (new versions)."""
+    out = rotate_field_key(state.workspace)
+    if state.json:
+        emit_json(out)
+    else:
+        for r in out:
+            console().print(f"{r['asset']} → v{r['version']} ({r['rows']:,} rows re-sealed)")
+
+
+@privacy.command("forget")
+@click.argument("user_id")
+@click.option("--actor", default=None, help="Who asks, for the audit log (default: OS user).")
+@json_option
+@click.pass_obj
+def forget_cmd(state: State, user_id: str, actor: str | None) -> None:
+    """Erase every stored row of USER_ID (as the source gave it), in every version."""
+    if not user_id.strip():
+        raise click.UsageError("USER_ID is empty")
+    out = forget_user(state.workspace, user_id.strip(), actor=actor or getpass.getuser())
+    if state.json:
+        emit_json(out)
+        return
+    c = console()
+    total = sum(out["rows_removed"].values())
+    c.print(f"user {out['user']}: {total:,} rows removed, {out['files_rewritten']} files rewritten")
+    for asset, n in out["rows_removed"].items():
+        c.print(f"  {asset}: {n:,}")

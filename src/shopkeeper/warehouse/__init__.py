@@ -1,8 +1,10 @@
 """The embedded warehouse: versioned Parquet assets, the DuckDB catalog, lineage, quality,
-and the commit of derived versions (features, indexes, reports)."""
+the commit of derived versions (features, indexes, reports), and privacy: key rotation,
+fields encrypted at rest, erasure of a user and the audit log."""
 
 from __future__ import annotations
 
+from shopkeeper.warehouse._audit import read_audit_log
 from shopkeeper.warehouse._derived import (
     DerivedVersion,
     FileRole,
@@ -10,9 +12,11 @@ from shopkeeper.warehouse._derived import (
     commit_derived,
     new_build_id,
 )
+from shopkeeper.warehouse._erase import forget_user
+from shopkeeper.warehouse._fields import read_user_attributes
 from shopkeeper.warehouse._lineage import lineage_graph
 from shopkeeper.warehouse._loader import IngestRequest, ingest
-from shopkeeper.warehouse._privacy import rotate_pseudonym_key
+from shopkeeper.warehouse._privacy import rotate_field_key, rotate_pseudonym_key
 from shopkeeper.warehouse._warehouse import AssetVersion, Warehouse
 from shopkeeper.warehouse._workspace import Workspace
 
@@ -25,8 +29,12 @@ __all__ = [
     "Workspace",
     "built_from",
     "commit_derived",
+    "forget_user",
     "ingest",
     "lineage_graph",
     "new_build_id",
+    "read_audit_log",
+    "read_user_attributes",
+    "rotate_field_key",
     "rotate_pseudonym_key",
 ]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from shopkeeper import __version__
-from shopkeeper.warehouse._loader import fsync_dir
+from shopkeeper.warehouse._durable import fsync_dir
 from shopkeeper.warehouse._warehouse import Warehouse
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from shopkeeper.ingest import (
 )
 from shopkeeper.logging import Stopwatch, get_logger, progress
 from shopkeeper.schema import ASSET_KINDS, AssetKind, arrow_schema, columns
+from shopkeeper.warehouse._durable import fsync_dir
+from shopkeeper.warehouse._fields import encryption_params, register_sealing
 from shopkeeper.warehouse._privacy import recover_pending_rotation
 from shopkeeper.warehouse._quality import build_quality
 from shopkeeper.warehouse._warehouse import Warehouse
@@ -130,6 +131,8 @@ class _Load:
         self.ws, self.settings, self.now = ws, settings, now
         self.load_id = uuid.uuid4().hex[:12]
         self.tmp = ws.tmp_dir / self.load_id
+        self.cipher = ws.field_cipher
+        """Seals sensitive columns (`_fields`); its key ring loads on first use."""
         self._source_nulls: dict[str, dict[str, int]] = {}
         """Null counts per staged table: adapters plan several assets from one file."""
 
@@ -142,6 +145,7 @@ class _Load:
         pseudo: Pseudonymizer,
     ) -> list[dict[str, Any]]:
         con = processing_connection(self.ws, self.settings, self.load_id)
+        register_sealing(con, self.cipher)
         try:
             ctx = AdapterContext(con, self.tmp / "staged")
             with progress("Reading sources", total=None) as pb:
@@ -323,7 +327,12 @@ class _Load:
         ctx: AdapterContext,
     ) -> None:
         pii = {c.name: c.pii for c in columns(plan.kind)}
-        params = {**plan.params, "adapter": req.adapter, "shopkeeper": __version__}
+        params = {
+            **plan.params,
+            **encryption_params(plan.kind, self.cipher),
+            "adapter": req.adapter,
+            "shopkeeper": __version__,
+        }
         con.execute(
             "INSERT INTO meta.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -355,15 +364,6 @@ class _Load:
                 "INSERT INTO meta.parents VALUES (?, ?, ?, ?, ?)",
                 [plan.asset, wv.version, pa_, pv, rel],
             )
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a folder's new entries durable (after renames into it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def ingest(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.schema import AssetKind, columns, duckdb_type
+from shopkeeper.warehouse._fields import encrypted_columns
 
 if TYPE_CHECKING:
     import duckdb
@@ -24,13 +25,22 @@ def relation_of(paths: list[str]) -> str:
 def column_profile(
     con: duckdb.DuckDBPyConnection, kind: AssetKind, paths: list[str]
 ) -> tuple[int, dict[str, dict[str, Any]]]:
-    """Row count and per-column nulls, distinct count (approximate) and range."""
+    """Row count and per-column nulls, distinct count (approximate) and range.
+
+    A sealed column (`encrypted_columns`) gets nulls only: lengths of its tokens would
+    tell the plaintext's lengths, and its distinct count is the number of values.
+    """
     if not paths:
         return 0, {}
+    sealed = encrypted_columns(kind)
     parts = ["count(*)"]
     for c in columns(kind):
         q = quote_ident(c.name)
-        parts += [f"count({q})", f"approx_count_distinct({q})"]
+        parts += [f"count({q})"]
+        if c.name in sealed:
+            parts += ["NULL", "NULL", "NULL"]
+            continue
+        parts += [f"approx_count_distinct({q})"]
         if duckdb_type(c) == "VARCHAR[]":
             parts += [f"min(len({q}))", f"max(len({q}))"]
         elif duckdb_type(c) == "VARCHAR":
@@ -43,6 +53,13 @@ def column_profile(
     out: dict[str, dict[str, Any]] = {}
     for i, c in enumerate(columns(kind)):
         nonnull, distinct, lo, hi = row[1 + 4 * i : 5 + 4 * i]
+        if c.name in sealed:
+            out[c.name] = {
+                "nulls": n - int(nonnull),
+                "null_rate": round((n - int(nonnull)) / n, 6) if n else 0.0,
+                "encrypted": True,
+            }
+            continue
         is_text = duckdb_type(c) in ("VARCHAR", "VARCHAR[]")
         out[c.name] = {
             "nulls": n - int(nonnull),

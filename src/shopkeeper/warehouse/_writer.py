@@ -10,6 +10,7 @@ from shopkeeper.clean._reasons import is_duplicate_code
 from shopkeeper.ingest import AssetPlan, quote_ident, sql_literal
 from shopkeeper.ingest._plan import UPSERT_KEYS
 from shopkeeper.schema import columns
+from shopkeeper.warehouse._fields import SEAL_FUNCTION, encrypted_columns
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,7 +50,27 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, path: Path) -> int:
 
 
 def _canon_cols(kind: str) -> str:
-    return ", ".join(quote_ident(c.name) for c in columns(kind))  # type: ignore[arg-type]
+    """The canonical columns of `kind`, sealed ones wrapped in the sealing function."""
+    sealed = encrypted_columns(kind)
+    return ", ".join(
+        f"{SEAL_FUNCTION}({quote_ident(c.name)}) AS {quote_ident(c.name)}"
+        if c.name in sealed
+        else quote_ident(c.name)
+        for c in columns(kind)  # type: ignore[arg-type]
+    )
+
+
+def sealed_source_columns(plan: AssetPlan) -> set[str]:
+    """Source columns that feed a sealed column (sealed in the quarantine's `raw` too)."""
+    out: set[str] = set()
+    for name in encrypted_columns(plan.kind):
+        src = plan.sources.get(name)
+        if src is not None:
+            out.update(src.source_columns)
+        elif name == "attributes" and plan.pack_attributes:
+            used = {c for s in plan.sources.values() for c in s.source_columns}
+            out.update(c for c in plan.stage.columns if c not in used)
+    return out
 
 
 def _reason_counts(
@@ -66,13 +87,19 @@ def _reason_counts(
 
 
 def _raw_json(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
-    """A quarantined row's source values as JSON: user ids pseudonymized, PII masked."""
+    """A quarantined row's source values as JSON: user ids pseudonymized, PII masked.
+
+    Values of source columns feeding a sealed column are sealed one by one.
+    """
     users = set(plan.user_source_columns)
+    sealed = sealed_source_columns(plan)
     parts = []
     for c in plan.stage.columns:
         v = mask_pii_sql(f"CAST(s.{quote_ident(c)} AS VARCHAR)")
         if c in users:
             v = pseudo.sql(norm_id(f"s.{quote_ident(c)}"))
+        elif c in sealed:
+            v = f"{SEAL_FUNCTION}({v})"
         parts.append(f"{sql_literal(c)}, {v}")
     return f"CAST(json_object({', '.join(parts)}) AS VARCHAR)"
 
@@ -82,8 +109,15 @@ def _raw_line(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
 
     The user field is found by position, which is only trustworthy when the line has
     no quotes and at least as many fields as the header (extra fields come after).
-    Otherwise the line is withheld; its file and line number still point at it.
+    Otherwise the line is withheld; its file and line number still point at it. A line
+    that may hold values of a sealed column is stored sealed as a whole.
     """
+    if sealed_source_columns(plan):
+        return f"{SEAL_FUNCTION}({_raw_line_text(plan, pseudo)})"
+    return _raw_line_text(plan, pseudo)
+
+
+def _raw_line_text(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
     delim = plan.stage.delimiter
     users = plan.user_source_columns
     if not users:
