@@ -17,6 +17,7 @@ from shopkeeper.warehouse import (
     ingest,
     read_user_attributes,
     rotate_field_key,
+    rotate_pseudonym_key,
 )
 
 SECRETS = ("SECRETZIP90210", "SECRETZIP10001", "SECRETCOLOURteal", "SECRETZIPNOBODY")
@@ -133,3 +134,11 @@ def test_forget_finds_a_sealed_quarantine_line(sealed: Workspace) -> None:
     with Warehouse(sealed, read_only=True) as wh:
         _, rows = wh.query("SELECT reason FROM quarantine")
     assert [r[0] for r in rows] == ["missing_user_id"]
+
+
+def test_pseudonym_rotation_keeps_the_sealed_marker(sealed: Workspace) -> None:
+    before = read_user_attributes(sealed, ["u1"])
+    rotate_pseudonym_key(sealed)
+    with Warehouse(sealed, read_only=True) as wh:
+        assert wh.version("users").params["encrypted"]["key_id"] == "k1"
+    assert read_user_attributes(sealed, ["u1"]) == before

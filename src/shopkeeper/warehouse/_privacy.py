@@ -65,12 +65,18 @@ def rotate_pseudonym_key(ws: Workspace) -> list[dict[str, Any]]:
             out.append({"asset": v.asset, "version": v.version + 1, "rows": v.row_count})
         con.close()
         try:
-            record_rewrites(wh, [(v, ws.relative(p), {}) for v, p in rows], load_id, now, _REKEY)
+            rewrites = [(v, ws.relative(p), _kept_params(v)) for v, p in rows]
+            record_rewrites(wh, rewrites, load_id, now, _REKEY)
         except BaseException:
             ws.keys.discard_pending()
             raise
         ws.keys.promote_pending()
     return out
+
+
+def _kept_params(v: AssetVersion) -> dict[str, Any]:
+    """What a re-keyed copy still says about its data: the sealed-columns marker."""
+    return {k: v.params[k] for k in ("encrypted",) if k in v.params}
 
 
 def recover_pending_rotation(ws: Workspace, wh: Warehouse) -> None:
