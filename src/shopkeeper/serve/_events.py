@@ -38,21 +38,21 @@ class Rejection:
 
 
 def _text(value: Any) -> str | None:
-    """A non-empty string, numbers as their text (ids like 17850); None when missing."""
-    if value is None:
+    """A non-empty string, numbers as their text (ids like 17850); None when missing.
+
+    >>> _text(17850), _text(" nan "), _text(True), _text(" a ")
+    ('17850', None, None, 'a')
+    """
+    if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        value = str(value)
-    if not isinstance(value, str):
+    if not isinstance(value, str | int | float):
         return None
-    value = value.strip()
-    if not value or value.lower() in {"nan", "null", "none"}:
+    text = str(value).strip()
+    if not text or text.lower() in {"nan", "null", "none"}:
         return None
-    return value
+    return text
 
 
 def _timestamp(value: Any, now: datetime) -> datetime | None:

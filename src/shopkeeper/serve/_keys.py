@@ -65,7 +65,7 @@ class ApiKeyStore:
         key = f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
         record = ApiKey(
             key_id=secrets.token_hex(4),
-            role=role,  # type: ignore[arg-type]
+            role=role,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         entries = self._read()

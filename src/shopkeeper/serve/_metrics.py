@@ -110,6 +110,6 @@ class ServiceMetrics:
         """The text format of every metric (summed over workers when multiprocess)."""
         if multiprocess_dir():
             registry = CollectorRegistry()
-            mp.MultiProcessCollector(registry)
+            mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
