@@ -365,7 +365,8 @@ def test_users_created_at_is_first_seen(workspace) -> None:
         "u2": datetime(2023, 3, 1, tzinfo=UTC),
         "u3": datetime(2024, 5, 1, tzinfo=UTC),
     }
-    assert json.loads(rows[pseudo.pseudonymize("u1")]["attributes"]) == {"country": "ES"}
+    sealed = rows[pseudo.pseudonymize("u1")]["attributes"]
+    assert json.loads(workspace.field_cipher.decrypt(sealed)) == {"country": "ES"}
     assert not any(u in rows for u in ("u1", "u2", "u3"))
 
 
@@ -480,7 +481,8 @@ def test_quarantined_users_rows_have_pii_masked(workspace) -> None:
         "users",
     )
     [clean] = _query(workspace, "SELECT attributes FROM users")
-    assert json.loads(clean["attributes"]) == {"email": "[EMAIL]", "phone": "[PHONE]"}
+    sealed = workspace.field_cipher.decrypt(clean["attributes"])  # sealed at rest
+    assert json.loads(sealed) == {"email": "[EMAIL]", "phone": "[PHONE]"}
     [bad] = _quarantine(workspace)
     assert "john@example.com" not in bad["raw"]
     assert "555-123-4567" not in bad["raw"]

@@ -173,8 +173,9 @@ def test_movielens_users_and_ratings(ml_loaded: tuple[Workspace, dict[str, Any]]
     pseudo = ws.keys.load()
     users = {r[0]: r for r in _rows(ws, "SELECT user_id, attributes, created_at FROM users")}
     assert set(users) == {pseudo.pseudonymize(u) for u in ("1", "2", "3")}
+    cipher = ws.field_cipher  # attributes are sealed at rest
     one = users[pseudo.pseudonymize("1")]
-    assert json.loads(one[1]) == {
+    assert json.loads(cipher.decrypt(one[1])) == {
         "age": 24,
         "gender": "M",
         "occupation": "technician",
@@ -182,7 +183,7 @@ def test_movielens_users_and_ratings(ml_loaded: tuple[Workspace, dict[str, Any]]
     }
     assert one[2] == datetime.fromtimestamp(881250949, UTC)  # first rating
     three = users[pseudo.pseudonymize("3")]
-    assert json.loads(three[1])["zip_code"] == "T8H1N"
+    assert json.loads(cipher.decrypt(three[1]))["zip_code"] == "T8H1N"
     assert three[2] == datetime.fromtimestamp(878887116, UTC)
     ev = _rows(ws, "SELECT user_id, item_id, event_type, ts, value FROM events ORDER BY ts")
     assert ev[0] == (
