@@ -18,7 +18,9 @@ ITEM = "22423"
 """REGENCY CAKESTAND 3 TIER: sold in December 2010."""
 
 
-def _event(user: str, item: str = ITEM, kind: str = "purchase", **extra: object) -> dict[str, object]:
+def _event(
+    user: str, item: str = ITEM, kind: str = "purchase", **extra: object
+) -> dict[str, object]:
     return {"user_id": user, "item_id": item, "event_type": kind, **extra}
 
 

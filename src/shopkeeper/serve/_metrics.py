@@ -106,6 +106,11 @@ class ServiceMetrics:
             registry=r,
         )
 
+        for reason in ("overload", "body_too_large"):
+            self.rejected.labels(reason)  # exported at 0 before the first refusal
+        self.fallbacks.labels("/recommend", "timeout")
+        self.events.labels("accepted")
+
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric (summed over workers when multiprocess)."""
         if multiprocess_dir():
