@@ -163,8 +163,15 @@ def test_demo_runs_and_summarizes(tmp_path: Path) -> None:
     similar = summary["similar"][top["item_id"]]
     assert similar["title"] == "WHITE HANGING HEART T-LIGHT HOLDER"
     assert "HEART T-LIGHT HOLDER" in similar["similar"][0]["title"]
+    service = summary["service"]  # the demo ends by starting the server and calling it
+    assert service["before"]["fallback"] == "popularity"
+    assert service["event"]["accepted"] == 1
+    assert service["after"]["fallback"] is None
+    assert service["after"]["history_length"] == 1
+    assert service["search"]["items"]
     human = run(tmp_path / "demo", "demo")
     assert human.returncode == 0
     assert "Already ingested" in human.stdout
     assert "0 texts encoded" in human.stdout
     assert "Similar items by text embedding" in human.stdout
+    assert "Try the service" in human.stdout

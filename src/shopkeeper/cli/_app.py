@@ -112,8 +112,7 @@ def cli(ctx: click.Context, home: Path | None, as_json: bool, verbose: int) -> N
 
 def _register() -> None:
     import shopkeeper.cli._search  # noqa: F401
-    from shopkeeper.cli import _catalog, _demo, _features, _ingest, _privacy, _rec  # noqa: F401
-    from shopkeeper.cli import _serve  # noqa: F401
+    from shopkeeper.cli import _catalog, _demo, _features, _ingest, _privacy, _rec, _serve  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
+from shopkeeper.cli._demo_serve import render_serve_tour, serve_tour
 from shopkeeper.cli._features import item_titles, render_build, titles
 from shopkeeper.cli._ingest import render_results
 from shopkeeper.features import (
@@ -296,6 +297,17 @@ def _highlights(wh: Warehouse) -> dict[str, Any]:
     }
 
 
+def _service(state: State, recs: dict[str, Any]) -> dict[str, Any]:
+    """Start the service and talk to it (needs the serve extra and a trained model)."""
+    try:
+        import fastapi  # noqa: F401
+    except ImportError:
+        return {"skipped": 'the serve extra is not installed: pip install "shopkeeper[serve]"'}
+    if "skipped" in recs:
+        return {"skipped": "no recommender was trained"}
+    return serve_tour(state)
+
+
 @cli.command("demo")
 @json_option
 @click.pass_obj
@@ -335,6 +347,7 @@ def demo_cmd(state: State) -> None:
         recs = _recommendations(state, encoder)
     except ImportError as exc:  # no ml extra: no SciPy for the recommenders
         recs = {"skipped": str(exc)}
+    tour = _service(state, recs)
     summary = {
         "workspace": str(state.workspace.home),
         "ingests": results,
@@ -347,6 +360,7 @@ def demo_cmd(state: State) -> None:
         "duplicates": duplicates,
         "searches": searches,
         "recommendations": recs,
+        "service": tour,
     }
     if state.json:
         emit_json(summary)
@@ -387,6 +401,7 @@ def demo_cmd(state: State) -> None:
     _render_similar(similar, features)
     _render_extras(duplicates, searches)
     _render_recommendations(recs)
+    render_serve_tour(c, tour, str(state.workspace.home))
     ev = highlights["events"]
     c.print(
         Panel.fit(

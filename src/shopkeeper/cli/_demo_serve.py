@@ -1,0 +1,134 @@
+"""The demo's last step: start the service, talk to it over HTTP, print curl commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from rich.panel import Panel
+
+from shopkeeper.logging import get_logger
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shopkeeper.cli._app import State
+
+_log = get_logger(__name__)
+DEMO_SHOPPER = "DEMO-SHOPPER-1"
+"""A customer the sample has never seen: the demo posts one purchase for them."""
+_READY_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _call(url: str, key: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req.add_header("Authorization", f"Bearer {key}")
+    if data:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + _READY_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health?ready=true", timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    return False
+
+
+def serve_tour(state: State) -> dict[str, Any]:
+    """Start `shopkeeper serve` on a free port, make a few requests, stop it."""
+    from shopkeeper.serve import ApiKeyStore
+
+    ws = state.workspace
+    store = ApiKeyStore(ws.home / "keys" / "api_keys.json")
+    reader, _ = store.create("reader")
+    writer, _ = store.create("writer")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    main = "from shopkeeper.cli import main; main()"
+    cmd = [sys.executable, "-c", main, "--home", str(ws.home), "serve"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "SHOPKEEPER_SERVE_RELOAD_INTERVAL_S": "3600"},
+    )
+    out: dict[str, Any] = {"url": url, "reader_key": reader, "writer_key": writer}
+    try:
+        if not _wait_ready(url, proc):
+            return {**out, "skipped": "the server did not become ready"}
+        q = urllib.parse.quote("luch bagg")
+        out["search"] = _call(f"{url}/search?q={q}&k=3", reader)[1]
+        out["before"] = _call(f"{url}/recommend/{DEMO_SHOPPER}?k=3", reader)[1]
+        event = {"user_id": DEMO_SHOPPER, "item_id": "22423", "event_type": "purchase"}
+        out["event"] = _call(f"{url}/events", writer, event)[1]
+        out["after"] = _call(f"{url}/recommend/{DEMO_SHOPPER}?k=3", reader)[1]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return out
+
+
+def render_serve_tour(c: Console, tour: dict[str, Any], home: str) -> None:
+    """The requests the demo made, and the curl commands to try."""
+    if "skipped" in tour:
+        c.print(f"service: skipped ({tour['skipped']})")
+        return
+    c.rule("shopkeeper serve")
+
+    def items(answer: dict[str, Any]) -> str:
+        return ", ".join(i["item_id"] for i in answer.get("items", []))
+
+    before, after = tour["before"], tour["after"]
+    c.print(f"GET /search?q=luch bagg → {items(tour['search'])} ({tour['search']['model']})")
+    c.print(
+        f"GET /recommend/{DEMO_SHOPPER} → {items(before)} "
+        f"(fallback: {before.get('fallback')}, {before.get('reason')})"
+    )
+    c.print(f"POST /events (purchase of 22423) → accepted {tour['event']['accepted']}")
+    c.print(
+        f"GET /recommend/{DEMO_SHOPPER} → {items(after)} "
+        f"(history {after.get('history_length')}, from the live event, no retraining)"
+    )
+    c.print(
+        Panel.fit(
+            f"shopkeeper --home {home} serve --workers 2    # http://127.0.0.1:8000/docs\n"
+            f"export KEY={tour['reader_key']}   # a reader key (writer: {tour['writer_key']})\n"
+            'curl -H "Authorization: Bearer $KEY" "localhost:8000/recommend/12347?k=5"\n'
+            'curl -H "Authorization: Bearer $KEY" "localhost:8000/search?q=luch%20bagg&k=5"\n'
+            'curl -H "Authorization: Bearer $KEY" "localhost:8000/similar/85123A?k=5"\n'
+            "curl localhost:8000/metrics | grep shopkeeper_",
+            title="Try the service",
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
