@@ -14,8 +14,6 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from rich.panel import Panel
-
 from shopkeeper.logging import get_logger
 
 if TYPE_CHECKING:
@@ -24,8 +22,8 @@ if TYPE_CHECKING:
     from shopkeeper.cli._app import State
 
 _log = get_logger(__name__)
-DEMO_SHOPPER = "DEMO-SHOPPER-1"
-"""A customer the sample has never seen: the demo posts one purchase for them."""
+DEMO_SHOPPER = "DEMO-SHOPPER"
+"""Customers the sample has never seen (one per run): the demo posts a purchase for one."""
 _READY_S = 120
 
 
@@ -78,16 +76,22 @@ def serve_tour(state: State) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
         env={**os.environ, "SHOPKEEPER_SERVE_RELOAD_INTERVAL_S": "3600"},
     )
-    out: dict[str, Any] = {"url": url, "reader_key": reader, "writer_key": writer}
+    shopper = f"{DEMO_SHOPPER}-{time.time_ns() // 1000}"
+    out: dict[str, Any] = {
+        "url": url,
+        "reader_key": reader,
+        "writer_key": writer,
+        "shopper": shopper,
+    }
     try:
         if not _wait_ready(url, proc):
             return {**out, "skipped": "the server did not become ready"}
         q = urllib.parse.quote("luch bagg")
         out["search"] = _call(f"{url}/search?q={q}&k=3", reader)[1]
-        out["before"] = _call(f"{url}/recommend/{DEMO_SHOPPER}?k=3", reader)[1]
-        event = {"user_id": DEMO_SHOPPER, "item_id": "22423", "event_type": "purchase"}
+        out["before"] = _call(f"{url}/recommend/{shopper}?k=3", reader)[1]
+        event = {"user_id": shopper, "item_id": "22423", "event_type": "purchase"}
         out["event"] = _call(f"{url}/events", writer, event)[1]
-        out["after"] = _call(f"{url}/recommend/{DEMO_SHOPPER}?k=3", reader)[1]
+        out["after"] = _call(f"{url}/recommend/{shopper}?k=3", reader)[1]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -111,24 +115,22 @@ def render_serve_tour(c: Console, tour: dict[str, Any], home: str) -> None:
     before, after = tour["before"], tour["after"]
     c.print(f"GET /search?q=luch bagg → {items(tour['search'])} ({tour['search']['model']})")
     c.print(
-        f"GET /recommend/{DEMO_SHOPPER} → {items(before)} "
+        f"GET /recommend/{tour['shopper']} → {items(before)} "
         f"(fallback: {before.get('fallback')}, {before.get('reason')})"
     )
     c.print(f"POST /events (purchase of 22423) → accepted {tour['event']['accepted']}")
     c.print(
-        f"GET /recommend/{DEMO_SHOPPER} → {items(after)} "
+        f"GET /recommend/{tour['shopper']} → {items(after)} "
         f"(history {after.get('history_length')}, from the live event, no retraining)"
     )
-    c.print(
-        Panel.fit(
-            f"shopkeeper --home {home} serve --workers 2    # http://127.0.0.1:8000/docs\n"
-            f"export KEY={tour['reader_key']}   # a reader key (writer: {tour['writer_key']})\n"
-            'curl -H "Authorization: Bearer $KEY" "localhost:8000/recommend/12347?k=5"\n'
-            'curl -H "Authorization: Bearer $KEY" "localhost:8000/search?q=luch%20bagg&k=5"\n'
-            'curl -H "Authorization: Bearer $KEY" "localhost:8000/similar/85123A?k=5"\n'
-            "curl localhost:8000/metrics | grep shopkeeper_",
-            title="Try the service",
-        ),
-        highlight=False,
-        soft_wrap=True,
+    c.rule("Try the service")
+    lines = (
+        f"shopkeeper --home {home} serve --workers 2    # then http://127.0.0.1:8000/docs",
+        f"export KEY={tour['reader_key']}    # a reader key; writer: {tour['writer_key']}",
+        'curl -H "Authorization: Bearer $KEY" "localhost:8000/recommend/12347?k=5"',
+        'curl -H "Authorization: Bearer $KEY" "localhost:8000/search?q=luch%20bagg&k=5"',
+        'curl -H "Authorization: Bearer $KEY" "localhost:8000/similar/85123A?k=5"',
+        "curl -s localhost:8000/metrics | grep ^shopkeeper_",
     )
+    for line in lines:
+        c.print(line, soft_wrap=True, highlight=False, markup=False)
