@@ -112,6 +112,18 @@ def test_assets_quality_lineage(client: TestClient, keys: dict[str, str]) -> Non
     assert r.json()["type"] == "NotFoundError"
 
 
+def test_snapshot_is_memory_mapped(client: TestClient, home: Path) -> None:
+    import numpy as np
+
+    snap = client.app.state.service.snapshot  # type: ignore[attr-defined]
+    assert snap.histories is not None
+    for arr in (snap.histories.users, snap.histories.indptr, snap.histories.items, snap.catalog):
+        assert isinstance(arr, np.memmap)  # shared by workers through the page cache
+    assert not arr.flags.writeable
+    folders = [p for p in (home / "serving").iterdir() if not p.name.startswith(".")]
+    assert [p.name for p in folders] == [snap.id]
+
+
 def test_health_and_metrics(client: TestClient, keys: dict[str, str]) -> None:
     r = client.get("/health", params={"ready": True})
     assert r.status_code == 200

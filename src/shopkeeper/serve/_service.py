@@ -158,7 +158,7 @@ class Service:
         if not pseudo or not user_id.strip():
             raise ConfigError("empty user id")
         hist, live = await asyncio.to_thread(self.history, snap, pseudo)
-        key = (pseudo, "rec", snap.id, live.watermark, k, include_seen)
+        key = (pseudo, "rec", snap.id, live.watermark, live.erased, k, include_seen)
         cached = self.cache.get(key)
         self.metrics.cache.labels("/recommend", "miss" if cached is None else "hit").inc()
         if cached is not None:
