@@ -28,6 +28,7 @@ PACKAGES = [
     "shopkeeper.features",
     "shopkeeper.rec",
     "shopkeeper.search",
+    "shopkeeper.serve",
     "shopkeeper.cli",
     "shopkeeper.testing",
 ]
@@ -51,7 +52,7 @@ def test_all_is_sorted_and_complete(name: str) -> None:
     assert all(hasattr(module, n) for n in exported)
 
 
-_ORDER = ["ingest", "clean", "warehouse", "features", "rec", "search", "cli"]
+_ORDER = ["ingest", "clean", "warehouse", "features", "rec", "search", "serve", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -11,8 +11,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from shopkeeper.cli._app import State, cli, console, emit_json, json_option
-from shopkeeper.warehouse import Warehouse, lineage_graph
-from shopkeeper.warehouse._reports import catalog_entries, quality_report
+from shopkeeper.warehouse import Warehouse, catalog_entries, lineage_graph, quality_report
 
 
 @cli.command("catalog")

@@ -17,6 +17,7 @@ from shopkeeper.warehouse._fields import read_user_attributes
 from shopkeeper.warehouse._lineage import lineage_graph
 from shopkeeper.warehouse._loader import IngestRequest, ingest
 from shopkeeper.warehouse._privacy import rotate_field_key, rotate_pseudonym_key
+from shopkeeper.warehouse._reports import catalog_entries, quality_report
 from shopkeeper.warehouse._warehouse import AssetVersion, Warehouse
 from shopkeeper.warehouse._workspace import Workspace
 
@@ -28,11 +29,13 @@ __all__ = [
     "Warehouse",
     "Workspace",
     "built_from",
+    "catalog_entries",
     "commit_derived",
     "forget_user",
     "ingest",
     "lineage_graph",
     "new_build_id",
+    "quality_report",
     "read_audit_log",
     "read_user_attributes",
     "rotate_field_key",

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from shopkeeper.serve._service import Service
 from shopkeeper.serve.deps import get_service, require
-from shopkeeper.warehouse import Warehouse, lineage_graph
-from shopkeeper.warehouse._reports import catalog_entries, quality_report
+from shopkeeper.warehouse import Warehouse, catalog_entries, lineage_graph, quality_report
 
 router = APIRouter(prefix="/assets", tags=["assets"], dependencies=[Depends(require("admin"))])
 
