@@ -172,6 +172,16 @@ async def _every(seconds: float, what: str, fn: Any, service: Service) -> None:
             _log.warning(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def _dashboard(app: FastAPI) -> None:
+    """The web dashboard under `/ui/` and its static files (needs jinja2)."""
+    from fastapi.staticfiles import StaticFiles
+
+    from shopkeeper.serve.ui import STATIC_DIR, router
+
+    app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     """The service app for `settings` (default: from `SHOPKEEPER_SERVE_*`)."""
     settings = settings or ServeSettings()
@@ -222,6 +232,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     for r in (health, recommend, search, events, assets, admin):
         app.include_router(r.router)
+    _dashboard(app)
     _handlers(app)
     app.add_middleware(Guard, settings=settings)
     return app
