@@ -50,6 +50,8 @@ def mask_cell(value: Any, sealed: bool) -> str:
         return ENCRYPTED
     if isinstance(value, list | tuple) and len(value) > 8:
         return f"[{len(value)} values]"
+    if isinstance(value, float):
+        return f"{value:.10g}"
     text = value if isinstance(value, str) else str(value)
     return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "…"
 

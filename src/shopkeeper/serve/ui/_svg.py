@@ -158,7 +158,7 @@ def graph_svg(
     columns: dict[int, list[GraphNode]] = {}
     for n in sorted(nodes, key=lambda n: (n.kind != "file", n.label)):
         columns.setdefault(layer[n.id], []).append(n)
-    box_w, box_h, gap_x, gap_y, pad = 190, 44, 70, 16, 12
+    box_w, box_h, gap_x, gap_y, pad = 220, 44, 60, 16, 12
     pos: dict[str, tuple[float, float]] = {}
     for c, members in columns.items():
         for r, n in enumerate(members):
@@ -188,8 +188,8 @@ def graph_svg(
             f'<g class="node node-{escape(n.kind)}" data-node="{escape(n.id)}">'
             f"<title>{escape(title(n))}</title>"
             f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6"/>'
-            f'<text x="{x + 8}" y="{y + 18}" class="node-label">{escape(n.label[:28])}</text>'
-            f'<text x="{x + 8}" y="{y + 34}" class="node-sub">{escape(n.sub[:32])}</text></g>'
+            f'<text x="{x + 8}" y="{y + 18}" class="node-label">{escape(n.label[:32])}</text>'
+            f'<text x="{x + 8}" y="{y + 34}" class="node-sub">{escape(n.sub[:40])}</text></g>'
         )
         parts.append(f'<a href="{escape(n.href)}">{box}</a>' if n.href else box)
     parts.append("</svg>")
