@@ -98,10 +98,15 @@ class Warehouse:
                 # stdout carries --json.
                 self._con.execute("SET enable_progress_bar = false")
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                # Another process holds the write lock, or this process has the file open
+                # in the other mode (a reader thread while a writer runs, as in the
+                # service): both are short-lived, so wait for them.
+                msg = str(exc).lower()
+                busy = "lock" in msg or "different configuration" in msg
+                if not busy or time.monotonic() > deadline:
                     raise WarehouseError(f"cannot open the catalog: {exc}") from exc
-                time.sleep(0.2)
+                time.sleep(0.05)
         if not self.read_only:
             self._ensure_schema()
         self._create_views()
