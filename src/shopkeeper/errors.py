@@ -11,6 +11,7 @@ Hierarchy::
     │   └── ReadOnlyQueryError       a write sent to the read-only SQL surface (exit 2)
     ├── NotFoundError (+ KeyError)   an asset, version or user that does not exist
     ├── ModelNotTrainedError
+    ├── OverloadedError              the service is at capacity (HTTP 429, retry later)
     └── PluginNotFoundError (+ NotFoundError)
     DataWarning (UserWarning)        a recoverable data problem
 """
@@ -120,6 +121,12 @@ class ModelNotTrainedError(ShopkeeperError):
     """A model was asked to score before it was fitted."""
 
     http_status = 409
+
+
+class OverloadedError(ShopkeeperError):
+    """The service has more work queued than it can finish in time; retry later."""
+
+    http_status = 429
 
 
 class PluginNotFoundError(NotFoundError):

@@ -94,3 +94,27 @@ def test_hot_reload_swaps_model_without_dropping_requests(home: Path, keys: dict
     assert versions == {1, 2}
     assert set(codes) == {200}
     assert health["versions"]["rec_model"] == 2
+
+
+def test_search_queue_full_gets_429(home: Path, keys: dict[str, str]) -> None:
+    app = create_app(settings(home, search_queue_max=1, cache_size=0))
+    paths = [f"/search?q=bag%20{i}" for i in range(6)]
+    responses = asyncio.run(_concurrently(app, paths, keys["reader"]))
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) >= 1
+    assert 429 in codes
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["type"] == "OverloadedError"
+    assert set(codes) <= {200, 429}
+
+
+def test_late_search_falls_back_to_bm25(home: Path, keys: dict[str, str]) -> None:
+    with TestClient(create_app(settings(home, search_timeout_ms=1e-6))) as c:
+        body = c.get("/search", params={"q": "lunch bag"}, headers=auth(keys["reader"])).json()
+        text = c.get("/metrics").text
+    assert body["fallback"] == "bm25"
+    assert body["reason"] == "timeout"
+    assert body["model"] == "bm25"
+    assert body["items"]
+    assert 'shopkeeper_fallbacks_total{reason="timeout",route="/search"} 1.0' in text

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from shopkeeper import __version__
-from shopkeeper.errors import ShopkeeperError
+from shopkeeper.errors import OverloadedError, ShopkeeperError
 from shopkeeper.logging import get_logger, set_progress_backend
 from shopkeeper.serve._settings import ServeSettings
 from shopkeeper.serve.schemas import ErrorBody
@@ -142,7 +142,10 @@ class Guard:
 def _handlers(app: FastAPI) -> None:
     @app.exception_handler(ShopkeeperError)
     async def _shopkeeper(_: Request, exc: ShopkeeperError) -> JSONResponse:
-        return _error(exc.http_status, type(exc).__name__, str(exc))
+        resp = _error(exc.http_status, type(exc).__name__, str(exc))
+        if isinstance(exc, OverloadedError):
+            resp.headers["Retry-After"] = str(app.state.retry_after_s)
+        return resp
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
@@ -233,6 +236,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     for r in (health, recommend, search, events, assets, admin):
         app.include_router(r.router)
     _dashboard(app)
+    app.state.retry_after_s = settings.retry_after_s
     _handlers(app)
     app.add_middleware(Guard, settings=settings)
     return app

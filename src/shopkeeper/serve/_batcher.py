@@ -72,10 +72,23 @@ class MicroBatcher:
         if g.timer is not None:
             g.timer.cancel()
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._pool, g.fn, g.items)
+        task = loop.run_in_executor(self._pool, self._run, g)
         if self.on_batch is not None:
             self.on_batch(len(g.items))
         task.add_done_callback(lambda t: self._resolve(g, t))
+
+    @staticmethod
+    def _run(g: _Group[Any, Any]) -> list[Any]:
+        """Score the items whose callers still wait (a timed-out caller's work is skipped:
+        under overload the backlog shrinks instead of growing)."""
+        live = [i for i, f in enumerate(g.futures) if not f.done()]
+        if not live:
+            return [None] * len(g.items)
+        results = g.fn([g.items[i] for i in live])
+        out: list[Any] = [None] * len(g.items)
+        for i, r in zip(live, results, strict=True):
+            out[i] = r
+        return out
 
     def _resolve(self, g: _Group[Any, Any], task: asyncio.Future[list[Any]]) -> None:
         self.pending -= len(g.futures)

@@ -106,9 +106,10 @@ class ServiceMetrics:
             registry=r,
         )
 
-        for reason in ("overload", "body_too_large"):
+        for reason in ("overload", "search_queue", "body_too_large"):
             self.rejected.labels(reason)  # exported at 0 before the first refusal
         self.fallbacks.labels("/recommend", "timeout")
+        self.fallbacks.labels("/search", "timeout")
         self.events.labels("accepted")
 
     def exposition(self) -> tuple[bytes, str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shopkeeper.errors import ConfigError, NotFoundError
+from shopkeeper.errors import ConfigError, NotFoundError, OverloadedError
 from shopkeeper.logging import get_logger
 from shopkeeper.rec._data import Histories
 from shopkeeper.rec._metrics import top_k
@@ -76,6 +76,7 @@ class Service:
             on_batch=self.metrics.batch_size.observe,
         )
         self._search_pool = ThreadPoolExecutor(1, thread_name_prefix="shopkeeper-search")
+        self._searches = 0
         self.snapshot: Snapshot = self._open()
         self.started = time.time()
 
@@ -251,11 +252,27 @@ class Service:
         self, query: str, k: int, filters: SearchFilters | None, user_id: str | None
     ) -> dict[str, Any]:
         """`search` on the worker's search thread (one query at a time: results never
-        depend on what else is being searched)."""
+        depend on what else is being searched).
+
+        Raises:
+            OverloadedError: `search_queue_max` searches are already queued (a 429).
+        """
+        if self._searches >= self.settings.search_queue_max:
+            self.metrics.rejected.labels("search_queue").inc()
+            raise OverloadedError("too many searches queued; retry shortly")
+        self._searches += 1
+        queued = time.monotonic()
+        late_s = self.settings.search_timeout_ms / 1000.0
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._search_pool, self.search, query, k, filters, user_id
-        )
+
+        def run() -> dict[str, Any]:
+            late = time.monotonic() - queued > late_s
+            return self.search(query, k, filters, user_id, cheap=late)
+
+        try:
+            return await loop.run_in_executor(self._search_pool, run)
+        finally:
+            self._searches -= 1
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -268,8 +285,12 @@ class Service:
         k: int,
         filters: SearchFilters | None,
         user_id: str | None,
+        cheap: bool = False,
     ) -> dict[str, Any]:
-        """The `k` best items for a query, with filters, personalized for `user_id`."""
+        """The `k` best items for a query, with filters, personalized for `user_id`.
+
+        With `cheap` (the request waited too long) BM25 alone answers, and says so.
+        """
         self._check_k(k)
         query = query.strip()
         if not query:
@@ -286,14 +307,20 @@ class Service:
         self.metrics.cache.labels("/search", "miss" if cached is None else "hit").inc()
         if cached is not None:
             return {**cached, "cached": True}
-        hits = snap.searcher.search([query], k, filters=filters, user=user_id)[0]
-        out = {
+        searcher = snap.lexical if cheap and snap.lexical is not None else snap.searcher
+        hits = searcher.search([query], k, filters=filters, user=user_id)[0]
+        out: dict[str, Any] = {
             "query": query,
-            "model": snap.searcher.name,
+            "model": searcher.name,
             "items": hits,
             "personalized": bool(hits and hits[0].get("personalized")),
             "cached": False,
+            "fallback": None,
         }
+        if searcher is not snap.searcher:
+            self.metrics.fallbacks.labels("/search", "timeout").inc()
+            out.update(fallback="bm25", reason="timeout")
+            return out  # a degraded answer is not cached
         self.cache.put(key, out)
         return out
 

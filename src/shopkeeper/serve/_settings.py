@@ -21,6 +21,10 @@ class ServeSettings(BaseSettings):
     """The Retry-After of a 429."""
     request_timeout_ms: PositiveFloat = 250.0
     """Model inference time allowed per request before it falls back to popularity."""
+    search_queue_max: PositiveInt = 8
+    """Searches one worker holds queued or running; more get 429 (a search is CPU-bound)."""
+    search_timeout_ms: PositiveFloat = 100.0
+    """A search that waited longer than this in the queue runs BM25 only (and says so)."""
     batch_window_ms: NonNegativeFloat = 2.0
     """How long the micro-batcher waits for more requests before scoring (0: no batching)."""
     batch_max: PositiveInt = 64

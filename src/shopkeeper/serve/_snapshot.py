@@ -91,6 +91,8 @@ class Snapshot:
     popular_scores: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
     ann: AnnIndex | None = None
     searcher: Searcher | None = None
+    lexical: Searcher | None = None
+    """BM25 alone: the cheaper search a late request falls back to."""
     item_row: dict[str, int] = field(default_factory=dict)
     catalog: npt.NDArray[np.bytes_] = field(default_factory=lambda: np.zeros(0, "S1"))
     """Every item id of the latest items version, sorted (events must name one)."""
@@ -139,7 +141,7 @@ def open_snapshot(ws: Workspace, key: dict[str, int]) -> Snapshot:
     if key[INDEX_ASSET]:
         snap.ann = _load_ann(ws)
     if key[SEARCH_INDEX_ASSET]:
-        snap.searcher = _load_searcher(ws, dense=bool(key[INDEX_ASSET]))
+        snap.searcher, snap.lexical = _load_searcher(ws, dense=bool(key[INDEX_ASSET]))
     snap.built_s = timer.seconds
     _log.info("snapshot open", snapshot=snap.id, seconds=round(snap.built_s, 3), **key)
     return snap
@@ -157,20 +159,21 @@ def _load_ann(ws: Workspace) -> AnnIndex:
     return load_item_index(ws, mmap=True)
 
 
-def _load_searcher(ws: Workspace, dense: bool) -> Searcher:
-    """BM25 (hybrid with the dense side when there are item vectors), never rebuilding."""
+def _load_searcher(ws: Workspace, dense: bool) -> tuple[Searcher, Searcher]:
+    """The searcher (hybrid when there are item vectors) and BM25 alone; never rebuilding."""
     from shopkeeper.search import HybridRetriever, Searcher, load_search_index, open_dense
     from shopkeeper.search._retrieve import LexicalRetriever
 
     lexical = LexicalRetriever(load_search_index(ws))
+    bm25 = Searcher(lexical, workspace=ws)
     if not dense:
-        return Searcher(lexical, workspace=ws)
+        return bm25, bm25
     try:
         retriever: Any = HybridRetriever(lexical, open_dense(ws, lexical.item_ids))
     except (NotFoundError, ValueError) as exc:
         _log.warning("dense search unavailable; serving BM25", error=str(exc))
-        retriever = lexical
-    return Searcher(retriever, workspace=ws)
+        return bm25, bm25
+    return Searcher(retriever, workspace=ws), bm25
 
 
 def _ensure_files(ws: Workspace, key: dict[str, int], model: RecModel | None) -> Any:

@@ -45,6 +45,8 @@ class SearchResults(BaseModel):
     model: str
     items: list[SearchHit]
     personalized: bool
+    fallback: str | None = Field(None, description="`bm25` when the request waited too long.")
+    reason: str | None = None
     cached: bool = False
 
 
