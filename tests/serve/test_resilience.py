@@ -37,7 +37,7 @@ def test_concurrent_requests_share_one_model_call(home: Path, keys: dict[str, st
     count = next(s.value for s in sizes if s.name.endswith("_count"))
     assert count < len(USERS)  # fewer model calls than requests
     alone = asyncio.run(
-        _concurrently(create_app(settings(home, batch_window_ms=0)), paths, keys["reader"])
+        _concurrently(create_app(settings(home, batching=False)), paths, keys["reader"])
     )
     assert [r.json()["items"] for r in batched] == [r.json()["items"] for r in alone]
 

@@ -69,11 +69,14 @@ def serve_cmd(
     """Serve /search, /recommend, /similar, /events, /assets, /health and /metrics."""
     uvicorn = _require_serve()
     _prepare(state)
-    env = {"SHOPKEEPER_SERVE_HOME": str(state.workspace.home)}
+    env = {
+        "SHOPKEEPER_SERVE_HOME": str(state.workspace.home),
+        "SHOPKEEPER_SERVE_MODEL_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+    }
     if no_cache:
         env["SHOPKEEPER_SERVE_CACHE_SIZE"] = "0"
     if no_batching:
-        env["SHOPKEEPER_SERVE_BATCH_WINDOW_MS"] = "0"
+        env["SHOPKEEPER_SERVE_BATCHING"] = "false"
     if compact_every:
         env["SHOPKEEPER_SERVE_COMPACT_INTERVAL_S"] = str(compact_every)
     if workers > 1:

@@ -83,7 +83,7 @@ class Guard:
 
         start = time.perf_counter()
         self.inflight += guarded
-        if service is not None:
+        if service is not None and guarded:
             service.metrics.inflight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
@@ -93,7 +93,8 @@ class Guard:
             route = getattr(scope.get("route"), "path", "unmatched")
             if service is not None:
                 m = service.metrics
-                m.inflight.dec()
+                if guarded:
+                    m.inflight.dec()
                 m.requests.labels(route, scope["method"], str(status["code"])).inc()
                 m.latency.labels(route).observe(elapsed)
             _log.debug(

@@ -1,22 +1,26 @@
 """Micro-batching: concurrent requests for one model scored in one call.
 
-Requests queue per group (a snapshot and k); a group is scored when it holds
-`max_size` requests or `window_s` after its first one arrived, whichever comes first,
-in one worker thread so the event loop never blocks on the model.
+Continuous batching: the model runs in one worker thread (the event loop never blocks
+on it). A request that finds the model idle waits at most `window_s` for company and is
+scored; requests that arrive while the model is busy queue per group (a snapshot) and
+all go into the next call, up to `max_size`. At low load nothing waits; under load
+batches grow by themselves, which is where a batch is cheaper per request than a call
+each. Requests whose caller gave up (a deadline) are dropped before their call, so an
+overload backlog shrinks instead of growing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-BatchFn = Callable[[list[Any]], list[Any]]
 
 
 @dataclass
@@ -24,15 +28,15 @@ class _Group(Generic[T, R]):
     fn: Callable[[list[T]], list[R]]
     items: list[T] = field(default_factory=list)
     futures: list[asyncio.Future[R]] = field(default_factory=list)
-    timer: asyncio.TimerHandle | None = None
 
 
 class MicroBatcher:
     """Collects `submit`ted items per group and runs each group's function on a batch.
 
     Args:
-        window_s: Longest wait for more items after the first (0: every item alone).
+        window_s: Longest wait for company when the model is idle (0: none).
         max_size: Most items per call.
+        enabled: False scores every item in a call of its own (in arrival order).
         on_batch: Called with each batch size (metrics).
     """
 
@@ -41,51 +45,67 @@ class MicroBatcher:
         window_s: float,
         max_size: int,
         on_batch: Callable[[int], None] | None = None,
-        threads: int = 1,
+        enabled: bool = True,
     ) -> None:
-        self.window_s, self.max_size = window_s, max_size
+        self.window_s, self.max_size, self.enabled = window_s, max_size, enabled
         self.on_batch = on_batch
         self._groups: dict[Hashable, _Group[Any, Any]] = {}
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="shopkeeper-batch")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shopkeeper-batch")
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
         self.pending = 0
 
     async def submit(self, group: Hashable, fn: Callable[[list[T]], list[R]], item: T) -> R:
         """Queue `item` in `group` (scored by `fn` on a list); await its own result."""
         loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        self.pending += 1
+        if not self.enabled:
+            self._start(_Group(fn, [item], [fut]))
+            return await fut
         g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = _Group(fn)
-        fut: asyncio.Future[R] = loop.create_future()
         g.items.append(item)
         g.futures.append(fut)
-        self.pending += 1
-        if len(g.items) >= self.max_size or self.window_s <= 0:
-            self._flush(group)
-        elif g.timer is None:
-            g.timer = loop.call_later(self.window_s, self._flush, group)
+        if not self._busy:
+            if self.window_s <= 0 or len(g.items) >= self.max_size:
+                self._next()
+            elif self._timer is None:
+                self._timer = loop.call_later(self.window_s, self._next)
         return await fut
 
-    def _flush(self, group: Hashable) -> None:
-        g = self._groups.pop(group, None)
-        if g is None:
+    def _next(self) -> None:
+        """Start the oldest group's next batch, unless the model is busy or nothing waits."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._groups:
             return
-        if g.timer is not None:
-            g.timer.cancel()
+        key = next(iter(self._groups))
+        g = self._groups[key]
+        n = self.max_size
+        batch = _Group(g.fn, g.items[:n], g.futures[:n])
+        del g.items[:n], g.futures[:n]
+        if not g.items:
+            del self._groups[key]
+        self._busy = True
+        self._start(batch)
+
+    def _start(self, g: _Group[Any, Any]) -> None:
         loop = asyncio.get_running_loop()
         task = loop.run_in_executor(self._pool, self._run, g)
-        if self.on_batch is not None:
-            self.on_batch(len(g.items))
         task.add_done_callback(lambda t: self._resolve(g, t))
 
-    @staticmethod
-    def _run(g: _Group[Any, Any]) -> list[Any]:
-        """Score the items whose callers still wait (a timed-out caller's work is skipped:
-        under overload the backlog shrinks instead of growing)."""
+    def _run(self, g: _Group[Any, Any]) -> list[Any]:
+        """Score the items whose callers still wait; the others get None."""
         live = [i for i, f in enumerate(g.futures) if not f.done()]
-        if not live:
-            return [None] * len(g.items)
-        results = g.fn([g.items[i] for i in live])
         out: list[Any] = [None] * len(g.items)
+        if not live:
+            return out
+        if self.on_batch is not None:
+            self.on_batch(len(live))
+        results = g.fn([g.items[i] for i in live])
         for i, r in zip(live, results, strict=True):
             out[i] = r
         return out
@@ -102,6 +122,9 @@ class MicroBatcher:
             else:
                 assert results is not None
                 fut.set_result(results[i])
+        if self.enabled:
+            self._busy = False
+            self._next()
 
     def close(self) -> None:
         """Stop the worker thread (pending batches finish first)."""

@@ -15,7 +15,7 @@ class ServeSettings(BaseSettings):
 
     home: Path = Path(".shopkeeper")
     """The workspace served (the CLI passes its `--home`)."""
-    max_inflight: PositiveInt = 64
+    max_inflight: PositiveInt = 32
     """Requests one worker handles at once; more get 429 with Retry-After."""
     retry_after_s: PositiveInt = 1
     """The Retry-After of a 429."""
@@ -25,8 +25,11 @@ class ServeSettings(BaseSettings):
     """Searches one worker holds queued or running; more get 429 (a search is CPU-bound)."""
     search_timeout_ms: PositiveFloat = 100.0
     """A search that waited longer than this in the queue runs BM25 only (and says so)."""
-    batch_window_ms: NonNegativeFloat = 2.0
-    """How long the micro-batcher waits for more requests before scoring (0: no batching)."""
+    batching: bool = True
+    """Score concurrent requests together (requests arriving while the model is busy
+    join its next call); false: one model call per request."""
+    batch_window_ms: NonNegativeFloat = 0.0
+    """How long a request that finds the model idle waits for company (0: not at all)."""
     batch_max: PositiveInt = 64
     """Most requests scored in one model call."""
     cache_size: int = 10_000
@@ -37,6 +40,9 @@ class ServeSettings(BaseSettings):
     """How often a worker checks the catalog for a new model, index or data version."""
     compact_interval_s: NonNegativeFloat = 0.0
     """Seconds between background compactions of live events into the warehouse (0: off)."""
+    model_threads: PositiveInt | None = None
+    """Threads of PyTorch and BLAS in each worker (`serve` sets cores / workers, so that
+    workers do not oversubscribe the cores; None: the libraries' default)."""
     max_body_bytes: PositiveInt = 1_048_576
     """Largest request body accepted (413 beyond)."""
     max_events_per_request: PositiveInt = 1000

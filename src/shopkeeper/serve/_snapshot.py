@@ -117,8 +117,12 @@ class Snapshot:
         return i < len(self.catalog) and bool(self.catalog[i] == needle)
 
 
-def open_snapshot(ws: Workspace, key: dict[str, int]) -> Snapshot:
-    """Load (building its files first if no worker has yet) the snapshot of `key`."""
+def open_snapshot(ws: Workspace, key: dict[str, int], threads: int | None = None) -> Snapshot:
+    """Load (building its files first if no worker has yet) the snapshot of `key`.
+
+    `threads` caps the query encoder's threads (one worker of several should not use
+    every core).
+    """
     timer = Stopwatch()
     model = _load_model(ws) if key["rec_model"] else None
     folder = _ensure_files(ws, key, model)
@@ -141,7 +145,7 @@ def open_snapshot(ws: Workspace, key: dict[str, int]) -> Snapshot:
     if key[INDEX_ASSET]:
         snap.ann = _load_ann(ws)
     if key[SEARCH_INDEX_ASSET]:
-        snap.searcher, snap.lexical = _load_searcher(ws, dense=bool(key[INDEX_ASSET]))
+        snap.searcher, snap.lexical = _load_searcher(ws, bool(key[INDEX_ASSET]), threads)
     snap.built_s = timer.seconds
     _log.info("snapshot open", snapshot=snap.id, seconds=round(snap.built_s, 3), **key)
     return snap
@@ -159,7 +163,7 @@ def _load_ann(ws: Workspace) -> AnnIndex:
     return load_item_index(ws, mmap=True)
 
 
-def _load_searcher(ws: Workspace, dense: bool) -> tuple[Searcher, Searcher]:
+def _load_searcher(ws: Workspace, dense: bool, threads: int | None) -> tuple[Searcher, Searcher]:
     """The searcher (hybrid when there are item vectors) and BM25 alone; never rebuilding."""
     from shopkeeper.search import HybridRetriever, Searcher, load_search_index, open_dense
     from shopkeeper.search._retrieve import LexicalRetriever
@@ -169,11 +173,27 @@ def _load_searcher(ws: Workspace, dense: bool) -> tuple[Searcher, Searcher]:
     if not dense:
         return bm25, bm25
     try:
-        retriever: Any = HybridRetriever(lexical, open_dense(ws, lexical.item_ids))
+        encoder = _query_encoder(ws, threads)
+        retriever: Any = HybridRetriever(lexical, open_dense(ws, lexical.item_ids, encoder))
     except (NotFoundError, ValueError) as exc:
         _log.warning("dense search unavailable; serving BM25", error=str(exc))
         return bm25, bm25
     return Searcher(retriever, workspace=ws), bm25
+
+
+def _query_encoder(ws: Workspace, threads: int | None) -> Any:
+    """The encoder the item vectors came from, with `threads` (None: its own setting)."""
+    from shopkeeper.features import EMBEDDINGS_ASSET, EncoderConfig, ItemEncoder
+
+    with Warehouse(ws, read_only=True) as wh:
+        index = wh.version(INDEX_ASSET)
+        emb = wh.version(EMBEDDINGS_ASSET, index.params["embeddings_version"])
+    if "encoder" not in emb.params:
+        raise NotFoundError("the item embeddings do not record their encoder")
+    cfg = dict(emb.params["encoder"])
+    if threads:
+        cfg["threads"] = threads
+    return ItemEncoder(EncoderConfig.model_validate(cfg))
 
 
 def _ensure_files(ws: Workspace, key: dict[str, int], model: RecModel | None) -> Any:
