@@ -11,6 +11,7 @@ that names the route template, never the raw path (which may hold a user id).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -198,6 +199,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
         service = await asyncio.to_thread(Service, settings)
         app.state.service = service
+        gc.freeze()  # the snapshot's objects live as long as it: keep them out of GC passes
         tasks = [
             asyncio.create_task(
                 _every(settings.reload_interval_s, "reload", service.reload_if_changed, service)

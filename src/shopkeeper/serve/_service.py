@@ -80,6 +80,7 @@ class Service:
         )
         self._search_pool = ThreadPoolExecutor(1, thread_name_prefix="shopkeeper-search")
         self._searches = 0
+        self._stamp: tuple[tuple[int, int], ...] = ()
         self.snapshot: Snapshot = self._open()
         self.started = time.time()
 
@@ -102,7 +103,12 @@ class Service:
         The old snapshot keeps serving until the new one is complete; requests that
         already hold it finish with it.
         """
-        key = snapshot_key(self.ws, self.live.erased_count())
+        erased = self.live.erased_count()
+        stamp = self._catalog_stamp()
+        if stamp == self._stamp and erased == self.snapshot.key["erased"]:
+            return False  # the catalog file did not change: skip opening it (tail latency)
+        key = snapshot_key(self.ws, erased)
+        self._stamp = stamp
         if key == self.snapshot.key:
             return False
         snap = open_snapshot(self.ws, key, self.settings.model_threads)
@@ -115,6 +121,17 @@ class Service:
             self.live.prune(snap.key["events"])
         _log.info("snapshot swapped", old=old.id, new=snap.id)
         return True
+
+    def _catalog_stamp(self) -> tuple[tuple[int, int], ...]:
+        """Size and modification time of the catalog file and its WAL (a commit moves them)."""
+        out = []
+        for p in (self.ws.catalog_path, self.ws.catalog_path.with_suffix(".duckdb.wal")):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
 
     def readiness(self) -> dict[str, Any]:
         """What is loaded: the basis of `/health` readiness."""
