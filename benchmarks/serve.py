@@ -404,11 +404,22 @@ class RawClient:
         self._idle.clear()
 
     async def get(self, path: str) -> RawResponse:
-        """One GET; raises OSError or asyncio.IncompleteReadError on a broken connection."""
+        """One GET; raises OSError or asyncio.IncompleteReadError on a broken connection.
+
+        A kept-alive connection the server closed meanwhile (uvicorn drops idle ones
+        after 5 s) fails before any answer; the request is then sent once more on a new
+        connection, as HTTP clients do.
+        """
         if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._send(*self._idle.pop(), path)
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+        return await self._send(*await asyncio.open_connection(self.host, self.port), path)
+
+    async def _send(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+    ) -> RawResponse:
         try:
             writer.write(b"GET " + path.encode() + b" " + self._head)
             head = await reader.readuntil(b"\r\n\r\n")
