@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +15,8 @@ import httpx
 import psutil
 import pytest
 
+from shopkeeper.serve._process import running_server
 from tests.serve.conftest import CUSTOMER, auth
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -31,46 +24,8 @@ def server(
     home: Path, keys: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`shopkeeper serve --workers 2` on a free loopback port, stopped afterwards."""
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from shopkeeper.cli import main; main()",
-            "--home",
-            str(home),
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health?ready=true", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            time.sleep(0.3)
-        else:
-            pytest.fail("the server did not become ready")
-        yield url, proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    with (tmp_path / "serve.log").open("wb") as log, running_server(home, workers=2, log=log) as s:
+        yield s.url, s.proc
 
 
 def _workers(proc: subprocess.Popen[bytes], n: int) -> list[psutil.Process]:

@@ -9,10 +9,6 @@ Screenshots go to `$SHOPKEEPER_TEST_ARTIFACTS` (default `tests/artifacts/`).
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shopkeeper.serve._process import running_server
 from tests.ui.conftest import auth
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,53 +37,12 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(home: Path, keys: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """`shopkeeper serve` on a free loopback port; its URL."""
-    port = _free_port()
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from shopkeeper.cli import main; main()",
-                "--home",
-                str(home),
-                "serve",
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/health?ready=true", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None, log_path.read_text()
-                time.sleep(0.3)
-            else:
-                pytest.fail("the server did not become ready")
-            yield url
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    with log_path.open("wb") as log, running_server(home, log=log) as s:
+        yield s.url
     text = log_path.read_text(errors="replace")
     for key in keys.values():
         assert key not in text, "the server logged an API key"

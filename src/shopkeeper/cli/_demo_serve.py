@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from shopkeeper.logging import get_logger
+from shopkeeper.errors import ShopkeeperError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from shopkeeper.cli._app import State
 
-_log = get_logger(__name__)
 DEMO_SHOPPER = "DEMO-SHOPPER"
 """Customers the sample has never seen (one per run): the demo posts a purchase for one."""
-_READY_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _call(url: str, key: str, body: Any = None) -> tuple[int, Any]:
@@ -46,59 +33,29 @@ def _call(url: str, key: str, body: Any = None) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + _READY_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/health?ready=true", timeout=2) as resp:
-                if resp.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
-    return False
-
-
 def serve_tour(state: State) -> dict[str, Any]:
     """Start `shopkeeper serve` on a free port, make a few requests, stop it."""
     from shopkeeper.serve import ApiKeyStore
+    from shopkeeper.serve._process import running_server
 
     ws = state.workspace
-    store = ApiKeyStore(ws.home / "keys" / "api_keys.json")
+    store = ApiKeyStore.of(ws)
     reader, _ = store.create("reader")
     writer, _ = store.create("writer")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    main = "from shopkeeper.cli import main; main()"
-    cmd = [sys.executable, "-c", main, "--home", str(ws.home), "serve"]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "SHOPKEEPER_SERVE_RELOAD_INTERVAL_S": "3600"},
-    )
     shopper = f"{DEMO_SHOPPER}-{time.time_ns() // 1000}"
-    out: dict[str, Any] = {
-        "url": url,
-        "reader_key": reader,
-        "writer_key": writer,
-        "shopper": shopper,
-    }
+    out: dict[str, Any] = {"reader_key": reader, "writer_key": writer, "shopper": shopper}
+    quiet = {"SHOPKEEPER_SERVE_RELOAD_INTERVAL_S": "3600"}
     try:
-        if not _wait_ready(url, proc):
-            return {**out, "skipped": "the server did not become ready"}
-        q = urllib.parse.quote("luch bagg")
-        out["search"] = _call(f"{url}/search?q={q}&k=3", reader)[1]
-        out["before"] = _call(f"{url}/recommend/{shopper}?k=3", reader)[1]
-        event = {"user_id": shopper, "item_id": "22423", "event_type": "purchase"}
-        out["event"] = _call(f"{url}/events", writer, event)[1]
-        out["after"] = _call(f"{url}/recommend/{shopper}?k=3", reader)[1]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        with running_server(ws.home, env=quiet) as server:
+            url = out["url"] = server.url
+            q = urllib.parse.quote("luch bagg")
+            out["search"] = _call(f"{url}/search?q={q}&k=3", reader)[1]
+            out["before"] = _call(f"{url}/recommend/{shopper}?k=3", reader)[1]
+            event = {"user_id": shopper, "item_id": "22423", "event_type": "purchase"}
+            out["event"] = _call(f"{url}/events", writer, event)[1]
+            out["after"] = _call(f"{url}/recommend/{shopper}?k=3", reader)[1]
+    except ShopkeeperError as exc:
+        return {**out, "skipped": str(exc)}
     return out
 
 
