@@ -27,7 +27,7 @@ def _require_serve() -> Any:
 def _prepare(state: State) -> None:
     """Build what workers only read (the search index, the snapshot files), once."""
     from shopkeeper.serve._live import LiveEventStore
-    from shopkeeper.serve._snapshot import open_snapshot, snapshot_key
+    from shopkeeper.serve._snapshot import prepare_snapshot, snapshot_key
 
     ws = state.workspace
     if not ws.exists():
@@ -38,9 +38,9 @@ def _prepare(state: State) -> None:
         build_search_index(ws)
     except (ImportError, NotFoundError) as exc:
         _log.warning("search not available", error=str(exc))
-    live = LiveEventStore(ws.home / "live" / "events.sqlite")
+    live = LiveEventStore.of(ws)
     ws.field_cipher.load()
-    open_snapshot(ws, snapshot_key(ws, live.erased_count()))
+    prepare_snapshot(ws, snapshot_key(ws, live.erased_count()))
 
 
 @cli.command("serve")
@@ -112,7 +112,7 @@ def keys() -> None:
 def _store(state: State) -> Any:
     from shopkeeper.serve import ApiKeyStore
 
-    return ApiKeyStore(state.workspace.home / "keys" / "api_keys.json")
+    return ApiKeyStore.of(state.workspace)
 
 
 @keys.command("create")
@@ -178,7 +178,7 @@ def events_compact(state: State) -> None:
     from shopkeeper.serve._live import LiveEventStore
 
     ws = state.workspace
-    live = LiveEventStore(ws.home / "live" / "events.sqlite")
+    live = LiveEventStore.of(ws)
     out = compact_live_events(ws, live, ws.field_cipher.load())
     if state.json:
         emit_json(out)

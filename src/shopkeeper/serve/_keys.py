@@ -18,6 +18,8 @@ from shopkeeper.errors import ConfigError, NotFoundError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from shopkeeper.warehouse import Workspace
+
 Role = Literal["reader", "writer", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 _RANK = {r: i for i, r in enumerate(ROLES)}
@@ -53,6 +55,11 @@ class ApiKeyStore:
         self.path = path
         self._mtime: float | None = None
         self._by_digest: dict[str, ApiKey] = {}
+
+    @classmethod
+    def of(cls, ws: Workspace) -> ApiKeyStore:
+        """The key file of a workspace."""
+        return cls(ws.home / "keys" / "api_keys.json")
 
     def create(self, role: str) -> tuple[str, ApiKey]:
         """Make a new random key of `role`; return the key (shown once) and its record.

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from shopkeeper.warehouse import Workspace
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,6 +86,11 @@ class LiveEventStore:
         con.executescript(_SCHEMA)
         path.chmod(0o600)
 
+    @classmethod
+    def of(cls, ws: Workspace) -> LiveEventStore:
+        """The live store of a workspace (`live/events.sqlite`)."""
+        return cls(ws.home / "live" / "events.sqlite")
+
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
@@ -135,19 +142,18 @@ class LiveEventStore:
             f"WHERE user_pseudo = ? AND event_type IN ({marks}) ORDER BY seq DESC LIMIT ?",
             [user_pseudo, *event_types, limit],
         ).fetchall()
-        top = con.execute(
-            "SELECT max(seq) FROM live_events WHERE user_pseudo = ?", [user_pseudo]
-        ).fetchone()
-        erased = con.execute(
-            "SELECT 1 FROM erased_users WHERE user_pseudo = ?", [user_pseudo]
+        top, erased = con.execute(
+            "SELECT (SELECT max(seq) FROM live_events WHERE user_pseudo = ?), "
+            "EXISTS (SELECT 1 FROM erased_users WHERE user_pseudo = ?)",
+            [user_pseudo, user_pseudo],
         ).fetchone()
         rows.reverse()
         return UserLive(
             items=[r[0] for r in rows],
             event_types=[r[1] for r in rows],
             ts_us=[int(r[2]) for r in rows],
-            watermark=int(top[0] or 0) if top else 0,
-            erased=erased is not None,
+            watermark=int(top or 0),
+            erased=bool(erased),
         )
 
     def unfolded(self, limit: int = 1_000_000) -> list[dict[str, Any]]:

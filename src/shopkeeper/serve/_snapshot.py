@@ -151,6 +151,11 @@ def open_snapshot(ws: Workspace, key: dict[str, int], threads: int | None = None
     return snap
 
 
+def prepare_snapshot(ws: Workspace, key: dict[str, int]) -> None:
+    """Write the files of `key`'s snapshot, which workers then map (loads the model only)."""
+    _ensure_files(ws, key, _load_model(ws) if key["rec_model"] else None)
+
+
 def _load_model(ws: Workspace) -> RecModel:
     from shopkeeper.rec import load_rec_model
 
