@@ -23,7 +23,7 @@ from shopkeeper.rec._content import ContentConfig, ContentScorer
 from shopkeeper.rec._data import Histories, Interactions, k_core_mask, read_interactions
 from shopkeeper.rec._metrics import ranking_metrics, self_information, top_k
 from shopkeeper.rec._protocol import EvalConfig, evaluate_scorer, make_split, targets_of
-from shopkeeper.rec._recommend import read_user_ids, recommend
+from shopkeeper.rec._recommend import read_user_ids, recommend, round_scores
 from shopkeeper.rec._report import (
     BASELINES,
     REPORT_ASSET,
@@ -85,6 +85,7 @@ __all__ = [
     "read_user_ids",
     "recommend",
     "render_markdown",
+    "round_scores",
     "run_evaluation",
     "self_information",
     "targets_of",

@@ -204,7 +204,7 @@ def _entries(
 ) -> dict[str, list[dict[str, Any]]]:
     """The output dict; scores as floats rounded to 7 significant digits."""
     names = np.asarray(model.item_ids, dtype=object)[items].tolist()
-    values = _round(scores).tolist()
+    values = round_scores(scores).tolist()
     valid = np.isfinite(scores).tolist()
     cold = (histories.lengths == 0).tolist()
     extra = {"fallback": FALLBACK if model.scorer.popularity_fallback else model.scorer.name}
@@ -218,10 +218,10 @@ def _entries(
     }
 
 
-def _round(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+def round_scores(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """Scores as float64 rounded to 7 significant digits, float32's precision (short JSON).
 
-    >>> _round(np.array([[0.123456789, 1234.5678, 0.0, -np.inf]], dtype=np.float32)).tolist()
+    >>> round_scores(np.array([[0.123456789, 1234.5678, 0.0, -np.inf]], dtype=np.float32)).tolist()
     [[0.1234568, 1234.568, 0.0, -inf]]
     """
     x = scores.astype(np.float64)

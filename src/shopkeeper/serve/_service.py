@@ -19,6 +19,7 @@ import numpy as np
 
 from shopkeeper.errors import ConfigError, NotFoundError, OverloadedError
 from shopkeeper.logging import get_logger
+from shopkeeper.rec import round_scores
 from shopkeeper.rec._data import Histories
 from shopkeeper.rec._metrics import top_k
 from shopkeeper.serve._batcher import MicroBatcher
@@ -46,10 +47,6 @@ class _RecJob:
     include_seen: bool
 
 
-def _round(x: float) -> float:
-    return float(f"{x:.7g}")
-
-
 class Service:
     """Everything one worker needs to answer requests.
 
@@ -67,8 +64,8 @@ class Service:
         if settings.model_threads:
             _limit_threads(settings.model_threads)
         self.metrics = ServiceMetrics()
-        self.keys = ApiKeyStore(self.ws.home / "keys" / "api_keys.json")
-        self.live = LiveEventStore(self.ws.home / "live" / "events.sqlite")
+        self.keys = ApiKeyStore.of(self.ws)
+        self.live = LiveEventStore.of(self.ws)
         self.pseudonymizer = self.ws.keys.load(create=False)
         self.cipher = self.ws.field_cipher.load()
         self.cache = TTLCache(settings.cache_size, settings.cache_ttl_s)
@@ -87,9 +84,11 @@ class Service:
     # -- snapshots -----------------------------------------------------------------------
 
     def _open(self) -> Snapshot:
-        snap = open_snapshot(
-            self.ws, snapshot_key(self.ws, self.live.erased_count()), self.settings.model_threads
-        )
+        key = snapshot_key(self.ws, self.live.erased_count())
+        return self._published(open_snapshot(self.ws, key, self.settings.model_threads))
+
+    def _published(self, snap: Snapshot) -> Snapshot:
+        """`snap`, with the metrics that describe what is served set from it."""
         m = self.metrics
         m.model_version.set(snap.model_version)
         m.snapshot_loaded.set(time.time())
@@ -111,12 +110,8 @@ class Service:
         self._stamp = stamp
         if key == self.snapshot.key:
             return False
-        snap = open_snapshot(self.ws, key, self.settings.model_threads)
+        snap = self._published(open_snapshot(self.ws, key, self.settings.model_threads))
         old, self.snapshot = self.snapshot, snap
-        self.metrics.model_version.set(snap.model_version)
-        self.metrics.snapshot_loaded.set(time.time())
-        if snap.data_latest_us is not None:
-            self.metrics.data_latest.set(snap.data_latest_us / 1e6)
         if snap.key.get("events", 0):
             self.live.prune(snap.key["events"])
         _log.info("snapshot swapped", old=old.id, new=snap.id)
@@ -220,38 +215,29 @@ class Service:
         """One model call for a batch of histories; each job's top k."""
         assert snap.model is not None
         model = snap.model
-        h = Histories.from_lists([j.history.tolist() for j in jobs], len(model.item_ids))
+        lengths = np.array([len(j.history) for j in jobs], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        h = Histories(indptr, np.concatenate([j.history for j in jobs]), len(model.item_ids))
         scores = model.scorer.score(h)
         for r, j in enumerate(jobs):
             if not j.include_seen:
                 scores[r, j.history] = -np.inf
         kk = min(max(j.k for j in jobs), len(model.item_ids))
         top = top_k(scores, kk)
-        vals = np.take_along_axis(scores, top, axis=1)
-        out = []
-        for r, j in enumerate(jobs):
-            row = [
-                {"item_id": model.item_ids[int(i)], "score": _round(float(s))}
-                for i, s in zip(top[r, : j.k], vals[r, : j.k], strict=True)
-                if np.isfinite(s)
-            ]
-            out.append(row)
-        return out
+        vals = round_scores(np.take_along_axis(scores, top, axis=1))
+        return [_entries(model.item_ids, top[r, : j.k], vals[r, : j.k]) for r, j in enumerate(jobs)]
 
     def _popular(
         self, snap: Snapshot, seen: npt.NDArray[np.int64], k: int, include_seen: bool
     ) -> list[dict[str, Any]]:
-        """The popularity ranking, without the user's items unless asked."""
+        """The popularity ranking's top `k`, without the user's items unless asked."""
         assert snap.model is not None
-        skip = set() if include_seen else set(seen.tolist())
-        out = []
-        for i, s in zip(snap.popular.tolist(), snap.popular_scores.tolist(), strict=True):
-            if i in skip:
-                continue
-            out.append({"item_id": snap.model.item_ids[i], "score": _round(s)})
-            if len(out) == k:
-                break
-        return out
+        head = k if include_seen else k + len(seen)  # enough even if every seen one is in it
+        rows, scores = snap.popular[:head], snap.popular_scores[:head]
+        if not include_seen:
+            keep = ~np.isin(rows, seen)
+            rows, scores = rows[keep], scores[keep]
+        return _entries(snap.model.item_ids, rows[:k], round_scores(scores[:k]))
 
     # -- similar and search --------------------------------------------------------------
 
@@ -379,6 +365,17 @@ class Service:
         dropped = self.cache.drop_tag(pseudo)
         self.reload_if_changed()
         return {**report, "live_events_removed": live, "cache_entries_dropped": dropped}
+
+
+def _entries(
+    item_ids: list[str], rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]
+) -> list[dict[str, Any]]:
+    """`[{"item_id", "score"}, …]` for ranked rows; -inf slots (nothing left) dropped."""
+    return [
+        {"item_id": item_ids[i], "score": s}
+        for i, s in zip(rows.tolist(), scores.tolist(), strict=True)
+        if np.isfinite(s)
+    ]
 
 
 def _limit_threads(n: int) -> None:
