@@ -69,22 +69,10 @@ def _file_option(flag: str, help_: str) -> Callable[[F], F]:
 def _filters(
     category: str | None, brand: str | None, min_price: float | None, max_price: float | None
 ) -> SearchFilters | None:
-    """The filter options as `SearchFilters` (None: no filter).
+    """The filter options as `SearchFilters` (None: no filter; see `parse_filters`)."""
+    from shopkeeper.search import parse_filters
 
-    Raises:
-        ConfigError: a bad combination (min price above max price).
-    """
-    from pydantic import ValidationError
-
-    from shopkeeper.search import SearchFilters
-
-    given = {"category": category, "brand": brand, "min_price": min_price, "max_price": max_price}
-    try:
-        filters = SearchFilters.model_validate(given)
-    except ValidationError as exc:
-        msg = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        raise ConfigError(f"bad search filter: {msg}") from exc
-    return filters if filters.active else None
+    return parse_filters(category, brand, min_price, max_price)
 
 
 def _filter_options(f: F) -> F:

@@ -17,7 +17,7 @@ from shopkeeper.search._evaluate import (
     run_full,
     run_rerank,
 )
-from shopkeeper.search._filters import ItemAttributes, SearchFilters, price_buckets
+from shopkeeper.search._filters import ItemAttributes, SearchFilters, parse_filters, price_buckets
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever, fuse
 from shopkeeper.search._lexical import LexicalConfig, LexicalIndex
 from shopkeeper.search._metrics import mrr_at_k, ndcg_at_k, recall_at_k, rmse
@@ -75,6 +75,7 @@ __all__ = [
     "ndcg_at_k",
     "open_dense",
     "open_lexical",
+    "parse_filters",
     "personalize",
     "price_buckets",
     "recall_at_k",

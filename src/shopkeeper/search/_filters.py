@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shopkeeper.errors import ConfigError
 from shopkeeper.ingest import quote_ident
@@ -294,3 +294,23 @@ def read_item_attributes(
     cols = ["item_id", *(c for c in ("brand", "category_path", "price") if c in have)]
     table = wh.con.sql(f"SELECT {', '.join(cols)} FROM {view}").to_arrow_table()
     return ItemAttributes.from_table(item_ids, table)
+
+
+def parse_filters(
+    category: str | None = None,
+    brand: str | None = None,
+    min_price: float | None = None,
+    max_price: float | None = None,
+) -> SearchFilters | None:
+    """Filter options (command line or query string) as `SearchFilters`; None: no filter.
+
+    Raises:
+        ConfigError: a bad combination (min price above max price).
+    """
+    given = {"category": category, "brand": brand, "min_price": min_price, "max_price": max_price}
+    try:
+        filters = SearchFilters.model_validate(given)
+    except ValidationError as exc:
+        msg = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"bad search filter: {msg}") from exc
+    return filters if filters.active else None

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import ValidationError
 
-from shopkeeper.errors import ConfigError
 from shopkeeper.serve._service import Service
 from shopkeeper.serve.deps import get_service, require
 from shopkeeper.serve.schemas import SearchResults
@@ -29,14 +27,7 @@ async def search(
     max_price: Annotated[float | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     """The best items for a query (typos tolerated), filtered and optionally personalized."""
-    from shopkeeper.search import SearchFilters
+    from shopkeeper.search import parse_filters
 
-    filters = None
-    if any(v is not None for v in (category, brand, min_price, max_price)):
-        try:
-            filters = SearchFilters(
-                category=category, brand=brand, min_price=min_price, max_price=max_price
-            )
-        except ValidationError as exc:
-            raise ConfigError(exc.errors()[0]["msg"]) from exc
+    filters = parse_filters(category, brand, min_price, max_price)
     return await service.run_search(q, k, filters, user_id or None)
