@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from shopkeeper.clean import DEFAULT_EVENT_TYPES, Reason, mask_pii, reason_code
 from shopkeeper.clean._pii import normalize_id
+from shopkeeper.serve._live import LiveEvent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Container
 
     from shopkeeper.clean import FieldCipher, Pseudonymizer
-    from shopkeeper.serve._live import LiveEvent
 
 FIELDS = ("user_id", "item_id", "event_type", "ts", "session_id", "query", "value")
 MAX_TEXT = 1000
@@ -108,8 +108,6 @@ class EventValidator:
         return ok, bad
 
     def _one(self, i: int, obj: Any, now: datetime) -> LiveEvent | Rejection:
-        from shopkeeper.serve._live import LiveEvent
-
         if not isinstance(obj, dict):
             return Rejection(i, Reason.MALFORMED_ROW.value, None, "not a JSON object")
         unknown = sorted(set(obj) - set(FIELDS))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from shopkeeper import __version__
-from shopkeeper.warehouse._durable import fsync_dir
+from shopkeeper.warehouse._durable import fsync_path
 from shopkeeper.warehouse._warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def commit_derived(ws: Workspace, dv: DerivedVersion, build_id: str) -> int:
             dest = vdir / src.name
             src.replace(dest)
             rows.append((role, ws.relative(dest), n))
-        fsync_dir(vdir)
+        fsync_path(vdir)
         params = {**dv.params, "shopkeeper": __version__}
         n = dv.row_count
         counts = {"input_rows": n, "clean_rows": n, "quarantined_rows": 0, "duplicate_rows": 0}

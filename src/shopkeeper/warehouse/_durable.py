@@ -9,17 +9,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a folder's new entries durable (after renames into it)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a written file's contents to disk."""
+def fsync_path(path: Path) -> None:
+    """Make a file's contents, or a folder's new entries (after renames), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -33,7 +24,7 @@ def replace_durably(src: Path, dest: Path) -> None:
     Readers see either the old or the new file, never a partial one; `src` must be on
     the same file system (the workspace's `tmp/`).
     """
-    fsync_file(src)
+    fsync_path(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
     src.replace(dest)
-    fsync_dir(dest.parent)
+    fsync_path(dest.parent)

@@ -33,7 +33,7 @@ from shopkeeper.ingest import (
 )
 from shopkeeper.logging import Stopwatch, get_logger, progress
 from shopkeeper.schema import ASSET_KINDS, AssetKind, arrow_schema, columns
-from shopkeeper.warehouse._durable import fsync_dir
+from shopkeeper.warehouse._durable import fsync_path
 from shopkeeper.warehouse._fields import encryption_params, register_sealing
 from shopkeeper.warehouse._privacy import recover_pending_rotation
 from shopkeeper.warehouse._quality import build_quality
@@ -290,7 +290,7 @@ class _Load:
         for src, dest in moves:
             dest.parent.mkdir(parents=True, exist_ok=True)
             src.replace(dest)
-            fsync_dir(dest.parent)
+            fsync_path(dest.parent)
         with Warehouse(self.ws) as wh:
             con = wh.con
             con.execute("BEGIN TRANSACTION")

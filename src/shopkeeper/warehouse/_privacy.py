@@ -13,7 +13,7 @@ from shopkeeper.clean import hmac_sql
 from shopkeeper.clean._pii import PSEUDONYM_HEX
 from shopkeeper.ingest import quote_ident, sql_literal
 from shopkeeper.warehouse._audit import append_audit
-from shopkeeper.warehouse._durable import fsync_dir, replace_durably
+from shopkeeper.warehouse._durable import fsync_path, replace_durably
 from shopkeeper.warehouse._fields import (
     ALGORITHM,
     encrypted_columns,
@@ -60,7 +60,7 @@ def rotate_pseudonym_key(ws: Workspace) -> list[dict[str, Any]]:
                 f"[{', '.join(map(sql_literal, files))}])) TO {sql_literal(str(path))} "
                 "(FORMAT parquet, COMPRESSION zstd)"
             )
-            fsync_dir(dest)
+            fsync_path(dest)
             rows.append((v, path))
             out.append({"asset": v.asset, "version": v.version + 1, "rows": v.row_count})
         con.close()

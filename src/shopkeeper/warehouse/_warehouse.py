@@ -53,6 +53,7 @@ class AssetVersion:
             "kind": self.kind,
             "version": self.version,
             "rows": self.row_count,
+            "quarantined_rows": self.quarantined_rows,
             "created_at": self.created_at.isoformat(),
             "transform": self.transform,
             "quality_status": self.quality.get("status", "unknown"),

@@ -9,7 +9,7 @@ import duckdb
 
 from shopkeeper.ingest import quote_ident
 from shopkeeper.serve.ui._svg import GraphNode, bar_chart, graph_svg, line_chart
-from shopkeeper.warehouse import Warehouse, lineage_graph
+from shopkeeper.warehouse import Warehouse, catalog_entries, lineage_graph
 
 if TYPE_CHECKING:
     from shopkeeper.warehouse import AssetVersion, Workspace
@@ -24,15 +24,11 @@ _CELL_CHARS = 120
 def catalog_rows(ws: Workspace) -> list[dict[str, Any]]:
     """Every asset's latest version: versions, rows, freshness, quality, quarantine, PII."""
     with Warehouse(ws, read_only=True) as wh:
-        rows = []
-        for v in wh.latest_versions():
-            entry = v.summary()
-            entry["versions"] = len(wh.versions(v.asset))
-            entry["quarantined"] = v.quarantined_rows
-            entry["pii"] = sorted(k for k, p in v.pii.items() if p != "none")
-            fresh = entry.get("freshness") or {}
-            entry["latest_data"] = fresh.get("latest")
-            rows.append(entry)
+        rows = catalog_entries(wh)
+    for entry in rows:
+        entry["quarantined"] = entry["quarantined_rows"]
+        entry["pii"] = sorted(entry["pii"])
+        entry["latest_data"] = (entry.get("freshness") or {}).get("latest")
     return rows
 
 
