@@ -15,8 +15,9 @@ of those development runs were seen too, so seed 0 is not a clean hold-out, seed
 Seen items are excluded from ranking and every model ranks the full catalog. Which of a
 basket's same-time items is held out depends on the seed, so the protocol runs once per
 seed (`--seeds`, default 0,1) and the tables give mean ± standard deviation. SASRec's
-fitted model of the first seed is then int8-quantized and pruned, and each variant's
-accuracy and scoring latency is reported next to fp32's. Results go to
+fitted model of the first seed is also int8-quantized and pruned, and each variant's
+accuracy and scoring latency is reported next to the full model's (the `compress`
+variants of `run_evaluation`, as `evaluate rec --compress` measures them). Results go to
 `<out>/rec-results.json` and `<out>/rec-results.md`. Without `../shared/data` it says
 so and exits 0.
 
@@ -52,71 +53,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     },
 }
 MODELS = ["random", "popularity", "itemknn", "ease", "als", "content", "sasrec"]
-COMPRESSIONS: list[tuple[str, dict[str, Any]]] = [
-    ("fp32", {}),
-    ("int8", {"quantize": "int8"}),
-    ("pruned 30%", {"prune": 0.3}),
-    ("pruned 50%", {"prune": 0.5}),
-    ("pruned 50% + int8", {"prune": 0.5, "quantize": "int8"}),
-]
+COMPRESSIONS = ["int8", "prune30", "prune50", "prune50+int8"]
 """SASRec variants compared on the first seed: one fitted model, compressed afterwards."""
-
-
-def compression(
-    ws: Any, spec: dict[str, Any], report: dict[str, Any], base: Any
-) -> list[dict[str, Any]]:
-    """Accuracy and scoring latency of SASRec, int8-quantized and pruned, side by side.
-
-    `base` is the SASRec fitted for `report` (first seed); each compressed copy of it is
-    evaluated on the same split and users, and scoring is timed: 256 users per call
-    (batch) and one user per call (single), best of 3.
-    """
-    from shopkeeper.rec import EvalConfig, evaluate_scorer
-    from shopkeeper.rec._data import read_interactions
-    from shopkeeper.rec._protocol import eval_users, make_split, targets_of
-    from shopkeeper.warehouse import Warehouse
-
-    cfg = EvalConfig.model_validate({**spec["protocol"], "seed": report["protocol"]["seed"]})
-    with Warehouse(ws, read_only=True) as wh:
-        inter = read_interactions(wh, cfg.event_types, k_core=cfg.k_core, seed=cfg.seed)
-    split = make_split(inter, cfg)
-    targets = targets_of(split, cfg)
-    users = eval_users(targets, cfg)
-    batch = split.train.rows(users[:256])
-    rows = []
-    for label, change in COMPRESSIONS:
-        model = base.compressed(**change) if change else base
-        metrics = evaluate_scorer(model, split, cfg, users, targets)["all"]
-        timings = {}
-        for kind, hist in (("batch", batch), ("single", split.train.rows(users[:1]))):
-            best = min(_timed(model.score, hist) for _ in range(3))
-            timings[kind] = best / hist.n_users * 1000
-        rows.append(
-            {
-                "variant": label,
-                "NDCG@10": metrics["NDCG@10"],
-                "HR@10": metrics["HR@10"],
-                "ms_per_user_batch": round(timings["batch"], 4),
-                "ms_single_user": round(timings["single"], 3),
-                "nonzero_weights": _nonzero(model),
-            }
-        )
-    return rows
-
-
-def _timed(fn: Any, *args: Any) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
-
-
-def _nonzero(model: Any) -> float:
-    """Share of nonzero entries in the network's linear weights."""
-    import torch
-
-    weights = [m.weight for m in model._net.modules() if isinstance(m, torch.nn.Linear)]
-    total = sum(w.numel() for w in weights)
-    return round(sum(int((w != 0).sum()) for w in weights) / total, 3)
 
 
 def run_dataset(name: str, data: Path, models: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -137,18 +75,14 @@ def run_dataset(name: str, data: Path, models: list[str], seeds: list[int]) -> d
             build_features(ws, FeaturesConfig())
             features_s = time.perf_counter() - t0
         reports, eval_s = [], []
-        fitted: dict[str, Any] = {}
-        compressed: list[dict[str, Any]] = []
         for seed in seeds:
             cfg = EvalConfig.model_validate({**spec["protocol"], "seed": seed})
+            compress = COMPRESSIONS if seed == seeds[0] else []
             t0 = time.perf_counter()
-            reports.append(run_evaluation(ws, models, cfg, fitted=fitted))
+            reports.append(run_evaluation(ws, models, cfg, compress=compress))
             eval_s.append(round(time.perf_counter() - t0, 1))
-            if seed == seeds[0] and "sasrec" in fitted:
-                compressed = compression(ws, spec, reports[0], fitted["sasrec"])
-            fitted.clear()
     return {
-        "compression": compressed,
+        "compression": reports[0].get("compression") if reports else None,
         "dataset": name,
         "ingest_seconds": round(ingest_s, 1),
         "features_seconds": None if features_s is None else round(features_s, 1),
@@ -222,19 +156,27 @@ def _sasrec_lines(res: dict[str, Any]) -> list[str]:
         + ".",
         "",
     ]
-    if res.get("compression"):
+    sec = res.get("compression")
+    if sec:
+        lat = sec["latency"]
         lines += [
-            "| SASRec variant | NDCG@10 | HR@10 | ms/user (256 a call) | ms (1 user) "
-            "| nonzero linear weights |",
+            f"| SASRec variant | NDCG@10 | HR@10 | ms/user ({lat['batch_users']} a call) "
+            "| ms (1 user) | nonzero linear weights |",
             "|---|---|---|---|---|---|",
         ]
+        for c in sec["variants"]:
+            m, ms, w = c["metrics"]["all"], c["latency_ms"], c["weights"]
+            lines.append(
+                f"| {c['variant']} | {m['NDCG@10']:.4f} | {m['HR@10']:.4f} | "
+                f"{ms['per_user']:.3f} | {ms['single_user']:.2f} | "
+                f"{w['nonzero_linear_weights'] / w['linear_weights']:.2f} |"
+            )
         lines += [
-            f"| {c['variant']} | {c['NDCG@10']:.4f} | {c['HR@10']:.4f} | "
-            f"{c['ms_per_user_batch']:.3f} | {c['ms_single_user']:.2f} | "
-            f"{c['nonzero_weights']:.2f} |"
-            for c in res["compression"]
+            "",
+            f"Latency: median of {lat['repeats']} rounds, every variant timed in turn, "
+            f"{lat['threads']} threads.",
+            "",
         ]
-        lines.append("")
     return lines
 
 

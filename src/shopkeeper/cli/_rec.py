@@ -20,6 +20,10 @@ from shopkeeper.cli._app import (
 )
 from shopkeeper.config import load_yaml_config
 
+DEFAULT_COMPRESSIONS = ("int8", "prune50")
+"""SASRec's compressed copies `evaluate rec` (and the demo) measure unless told otherwise:
+int8 dynamic quantization, and magnitude pruning of half the linear weights."""
+
 MODEL_CHOICES = ("popularity", "itemknn", "ease", "als", "content", "sasrec", "random", "all")
 """`all` is every baseline (popularity, itemknn, ease, als, content) plus random; `sasrec`
 (the main model, trained to convergence: minutes on a CPU) runs only when named."""
@@ -96,8 +100,42 @@ def render_report(report: dict[str, Any]) -> None:
     for r in report["models"]:
         if "skipped" in r:
             c.print(f"{r['model']} skipped: {r['skipped']}", highlight=False)
+    if report.get("compression"):
+        c.print(_compression_table(report))
     if "version" in report:
         c.print(f"saved as {report['asset']} v{report['version']}", highlight=False)
+
+
+def _compression_table(report: dict[str, Any]) -> Table:
+    """The compression section: accuracy, latency and weights of each variant."""
+    from shopkeeper.rec._report import signed_percent, table_columns
+
+    sec, k0 = report["compression"], report["protocol"]["ks"][0]
+    ndcg, hit = f"NDCG@{k0}", f"{table_columns(report)[0].split('@')[0]}@{k0}"
+    lat = sec["latency"]
+    t = Table(
+        title=f"{sec['model']} compressed (latency: median of {lat['repeats']}, "
+        f"{lat['batch_users']} users a call)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    for col in ("variant", ndcg, "Δ", hit, "Δ", "ms/user", "Δ", "nonzero w"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for v in sec["variants"]:
+        m, ch, ms = v["metrics"]["all"], v["change"], v["latency_ms"] or {}
+        w = v["weights"]
+        t.add_row(
+            v["variant"],
+            f"{m[ndcg]:.4f}",
+            signed_percent(ch.get(ndcg)),
+            f"{m[hit]:.4f}",
+            signed_percent(ch.get(hit)),
+            f"{ms['per_user']:.3f}" if ms else "–",
+            signed_percent((v["latency_change"] or {}).get("per_user")),
+            f"{w['nonzero_linear_weights'] / max(w['linear_weights'], 1):.0%}",
+        )
+    return t
 
 
 @evaluate.command("rec")
@@ -139,6 +177,14 @@ def render_report(report: dict[str, Any]) -> None:
 @time_budget_option(
     "Each trained model (sasrec) stops after this many minutes with its best checkpoint."
 )
+@click.option(
+    "--compress",
+    default=",".join(DEFAULT_COMPRESSIONS),
+    show_default=True,
+    callback=lambda _ctx, _param, value: _compressions(value),
+    help="With sasrec: compressed copies of the fitted model measured beside it, "
+    "comma-separated (int8, pruneNN, e.g. prune50+int8; `none` for none).",
+)
 @click.option("--no-save", is_flag=True, help="Do not store the report as an asset.")
 @json_option
 @click.pass_obj
@@ -154,6 +200,7 @@ def rec_cmd(
     max_users: int | None,
     seed: int | None,
     minutes: float | None,
+    compress: list[str],
     no_save: bool,
 ) -> None:
     """Fit and evaluate recommenders with full ranking; store the report as `rec_report`."""
@@ -177,11 +224,23 @@ def rec_cmd(
         skip_unavailable=skip,
         save=not no_save,
         time_budget_s=minutes * 60 if minutes is not None else None,
+        compress=compress,
     )
     if state.json:
         emit_json(report)
     else:
         render_report(report)
+
+
+def _compressions(value: str) -> list[str]:
+    """`--compress` as variant names; a name the library does not know is a usage error."""
+    from shopkeeper.errors import ConfigError
+    from shopkeeper.rec import parse_compressions
+
+    try:
+        return parse_compressions(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--compress") from exc
 
 
 def render_recommendations(state: State, recs: dict[str, list[dict[str, Any]]]) -> None:

@@ -19,6 +19,12 @@ from shopkeeper.rec._baselines import (
     RandomConfig,
     RandomScorer,
 )
+from shopkeeper.rec._compression import (
+    CompressibleScorer,
+    evaluate_compression,
+    parse_compression,
+    parse_compressions,
+)
 from shopkeeper.rec._content import ContentConfig, ContentScorer
 from shopkeeper.rec._data import Histories, Interactions, k_core_mask, read_interactions
 from shopkeeper.rec._metrics import ranking_metrics, self_information, top_k
@@ -55,6 +61,7 @@ __all__ = [
     "SCORERS",
     "ALSConfig",
     "ALSScorer",
+    "CompressibleScorer",
     "ContentConfig",
     "ContentScorer",
     "EASEConfig",
@@ -73,12 +80,15 @@ __all__ = [
     "Split",
     "TrainingData",
     "create_scorer",
+    "evaluate_compression",
     "evaluate_scorer",
     "get_scorer_class",
     "k_core_mask",
     "leave_one_out",
     "load_rec_model",
     "make_split",
+    "parse_compression",
+    "parse_compressions",
     "ranking_metrics",
     "read_interactions",
     "read_report",

@@ -3,6 +3,8 @@
 The report asset `rec_report` holds `metrics.parquet` (one row per model, segment and
 metric; the asset's SQL view), `report.json` and `report.md`, with lineage to the
 events version it was computed on and the embeddings version the content model read.
+With `compress`, SASRec's compressed copies are measured too (see `_compression`): a
+`compression` section in the JSON and markdown, and rows `sasrec:<variant>` in the table.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from shopkeeper.features import (
 )
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._assets import commit_report_version
+from shopkeeper.rec._compression import (
+    FULL,
+    CompressibleScorer,
+    evaluate_compression,
+    parse_compression,
+)
 from shopkeeper.rec._data import read_interactions
 from shopkeeper.rec._protocol import (
     SEGMENTS,
@@ -66,6 +74,7 @@ def run_evaluation(
     save: bool = True,
     time_budget_s: float | None = None,
     fitted: dict[str, RecScorer[Any]] | None = None,
+    compress: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate `models` under one protocol and (by default) store the report as an asset.
 
@@ -80,14 +89,20 @@ def run_evaluation(
         time_budget_s: Seconds each trained model (SASRec) may spend fitting; it stops
             with its best checkpoint at the budget.
         fitted: When given, receives each fitted scorer by name (e.g. to compress one).
+        compress: Compressed variants of the fitted SASRec to measure beside it (e.g.
+            `int8`, `prune50`; see `parse_compression`); nothing when SASRec is not run.
 
     Returns:
-        The report: protocol, data, per-model metrics; `asset`/`version` when saved.
+        The report: protocol, data, per-model metrics, `compression` when variants were
+        measured; `asset`/`version` when saved.
 
     Raises:
         NotFoundError: no events, or no embeddings for `content` without `skip_unavailable`.
+        ConfigError: an unknown compression variant.
     """
     cfg = cfg or EvalConfig()
+    for name in compress:
+        parse_compression(name)  # fail before any fitting
     configs = {"random": {"seed": cfg.seed}, **(model_configs or {})}
     scorers = [create_scorer(name, configs.get(name)) for name in models]
     with Warehouse(ws, read_only=True) as wh:
@@ -132,6 +147,12 @@ def run_evaluation(
         "models": results,
     }
     report["best"] = _best(results, cfg)
+    base = next((s for s in scorers if s.fitted and isinstance(s, CompressibleScorer)), None)
+    if compress and base is not None:
+        base_metrics = next(r["metrics"] for r in results if r["model"] == base.name)
+        report["compression"] = evaluate_compression(
+            base, base_metrics, compress, split, cfg, users, targets
+        )
     if save:
         report["asset"] = REPORT_ASSET
         report["version"] = save_report(ws, report)
@@ -270,11 +291,67 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {r['model']} | {m['users']:,} | {' | '.join(vals)} | {nov} | "
                 f"{r['fit_seconds']:.2f} |"
             )
+    lines += compression_markdown(report)
     return "\n".join(lines) + "\n"
 
 
+def compression_markdown(report: dict[str, Any]) -> list[str]:
+    """The compression section as markdown lines (none without one)."""
+    sec = report.get("compression")
+    if not sec:
+        return []
+    first = table_columns(report)[0].split("@")[0]
+    k0 = report["protocol"]["ks"][0]
+    ndcg, hit = f"NDCG@{k0}", f"{first}@{k0}"
+    lat = sec["latency"]
+    lines = [
+        "",
+        f"## compression ({sec['model']})",
+        "",
+        f"The fitted {sec['model']} compressed without retraining, on the same "
+        f"{report['data']['evaluated_users']:,} users. Latency: median of {lat['repeats']} "
+        f"rounds, {lat['batch_users']} users a call and one user a call, "
+        f"{lat['threads']} threads; Δ is relative to {FULL}.",
+        "",
+        f"| variant | {ndcg} | Δ | {hit} | Δ | ms/user ({lat['batch_users']} a call) | Δ "
+        "| ms (1 user) | nonzero linear weights | size MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in sec["variants"]:
+        m, ch, w = v["metrics"]["all"], v["change"], v["weights"]
+        ms, msc = v["latency_ms"] or {}, v["latency_change"] or {}
+        cells = [
+            v["variant"],
+            f"{m[ndcg]:.4f}",
+            signed_percent(ch.get(ndcg)),
+            f"{m[hit]:.4f}",
+            signed_percent(ch.get(hit)),
+            f"{ms['per_user']:.3f}" if ms else "–",
+            signed_percent(msc.get("per_user")),
+            f"{ms['single_user']:.2f}" if ms else "–",
+            f"{w['nonzero_linear_weights']:,} / {w['linear_weights']:,}",
+            f"{w['size_bytes'] / 1e6:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def signed_percent(x: float | None) -> str:
+    """A relative change as a signed percentage ('–' when there is none).
+
+    >>> signed_percent(-0.0123), signed_percent(0.0), signed_percent(None)
+    ('-1.2%', '+0.0%', '–')
+    """
+    return "–" if x is None else f"{x:+.1%}"
+
+
 _SCHEMA: list[dict[str, Any]] = [
-    {"name": "model", "type": "string", "nullable": False, "doc": "Scorer name."},
+    {
+        "name": "model",
+        "type": "string",
+        "nullable": False,
+        "doc": "Scorer name; `sasrec:int8` and the like: a compressed variant.",
+    },
     {"name": "segment", "type": "string", "nullable": False, "doc": "all, cold_users, cold_items."},
     {"name": "metric", "type": "string", "nullable": False, "doc": "e.g. NDCG@10, coverage@10."},
     {"name": "value", "type": "double", "nullable": False, "doc": "Mean over the users."},
@@ -303,12 +380,18 @@ def metrics_table(report: dict[str, Any]) -> pa.Table:
             "value": float(value),
             "users": int(metrics["users"]),
         }
-        for r in report["models"]
+        for r in [*report["models"], *_variant_entries(report)]
         for seg, metrics in r.get("metrics", {}).items()
         for name, value in metrics.items()
         if name != "users"
     ]
     return pa.Table.from_pylist(rows, schema=_ARROW_SCHEMA)
+
+
+def _variant_entries(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compressed variants as model entries (`sasrec:int8`); the full one is a model."""
+    sec = report.get("compression") or {}
+    return [v for v in sec.get("variants", []) if v["variant"] != FULL]
 
 
 def save_report(ws: Workspace, report: dict[str, Any]) -> int:
@@ -331,6 +414,12 @@ def save_report(ws: Workspace, report: dict[str, Any]) -> int:
             for r in report["models"]
         ],
     }
+    if report.get("compression"):
+        sec = report["compression"]
+        params["compression"] = {
+            "model": sec["model"],
+            "variants": [v["variant"] for v in sec["variants"] if v["variant"] != FULL],
+        }
     with ws.write_lock():
         tmp.mkdir(parents=True, exist_ok=True)
         try:

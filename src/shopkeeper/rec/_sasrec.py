@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import warnings
 from pathlib import Path  # noqa: TC003 (pydantic reads the annotation at run time)
@@ -339,6 +340,24 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             _prune(other._net, cfg.prune)
         other._prepare()
         return other
+
+    def weight_stats(self) -> dict[str, int]:
+        """Parameter and weight counts, nonzero ones, and the scoring state's bytes.
+
+        Linear weights are what pruning and int8 touch. The size is that of the scoring
+        network's saved state, stored densely (pruned zeros take room), the item table
+        with its text vectors included (the same in every variant).
+        """
+        linear = [m.weight for m in self._net.modules() if isinstance(m, nn.Linear)]
+        buf = io.BytesIO()
+        torch.save(self._scoring_net.state_dict(), buf)
+        return {
+            "parameters": sum(p.numel() for p in self._net.parameters()),
+            "nonzero_parameters": sum(int(p.count_nonzero()) for p in self._net.parameters()),
+            "linear_weights": sum(w.numel() for w in linear),
+            "nonzero_linear_weights": sum(int(w.count_nonzero()) for w in linear),
+            "size_bytes": buf.getbuffer().nbytes,
+        }
 
     def _tower(self, data: TrainingData) -> TextTower:
         if data.item_texts is None or len(data.item_texts) != self.n_items:
