@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from shopkeeper.rec import EvalConfig, run_evaluation
+from shopkeeper.serve import create_app
 from shopkeeper.serve.ui._assets import (
     ENCRYPTED,
     asset_detail,
@@ -20,6 +23,7 @@ from shopkeeper.serve.ui._models import _curves, models_overview
 from shopkeeper.serve.ui._playground import active_users
 from shopkeeper.serve.ui.routes import STATIC_DIR, TEMPLATES_DIR
 from shopkeeper.warehouse import Warehouse, Workspace
+from tests.serve.conftest import settings
 from tests.ui.conftest import CUSTOMER, auth, login
 
 
@@ -100,6 +104,63 @@ def test_models_overview_has_the_evaluation_and_the_live_version(home):
     assert overall["ease"]["NDCG@10"] > overall["popularity"]["NDCG@10"]
     assert ev["chart"] is not None
     assert {t["model"] for t in ev["timings"]} == {"popularity", "ease"}
+    assert model["parameters"] is None  # EASE stores no parameter count
+    assert data["compression"] is None  # no report measured compressed models
+
+
+def test_models_page_says_how_to_measure_compression_when_no_report_has(client, keys):
+    login(client, keys["reader"])
+    page = client.get("/ui/models").text
+    assert 'id="no-compression"' in page
+    assert "shopkeeper evaluate rec --model sasrec --compress int8,prune50" in page
+    assert 'id="compression"' not in page
+
+
+TINY_SASREC = {"dim": 16, "heads": 2, "layers": 1, "max_len": 8, "max_epochs": 2}
+
+
+def test_models_page_shows_the_measured_compression_trade_offs(home, keys):
+    ws = Workspace.at(home)
+    report = run_evaluation(
+        ws,
+        ["sasrec"],
+        EvalConfig(max_users=100),
+        model_configs={"sasrec": TINY_SASREC},
+        compress=["int8", "prune50"],
+    )
+    measured = {v["variant"]: v for v in report["compression"]["variants"]}
+    data = models_overview(ws, live_version=1)
+    comp = data["compression"]
+    assert comp["version"] == report["version"]
+    assert (comp["ndcg_name"], comp["hit_name"]) == ("NDCG@10", "HR@10")
+    rows = {r["variant"]: r for r in comp["rows"]}
+    assert list(rows) == ["full", "int8", "prune50"]
+    for name, r in rows.items():
+        m = measured[name]
+        assert r["ndcg"] == m["metrics"]["all"]["NDCG@10"]
+        assert r["ndcg_change"] == m["change"]["NDCG@10"]
+        assert r["ms_per_user"] == m["latency_ms"]["per_user"] > 0
+        assert r["latency_change"] == m["latency_change"]["per_user"]
+        assert r["users"] == 100
+    assert rows["full"]["ndcg_change"] in (0.0, None)
+    assert rows["prune50"]["nonzero_linear_weights"] < rows["full"]["nonzero_linear_weights"]
+    assert rows["prune50"]["steps"] == "50% pruned"
+    assert rows["int8"]["steps"] == "int8 dynamic"
+    assert "<circle" in str(comp["chart"])  # accuracy against latency, one point per variant
+    (ev,) = [e for e in data["evaluations"] if e["version"] == report["version"]]
+    assert set(ev["segments"]["all"]["models"]) == {"sasrec"}  # variants not among baselines
+    with TestClient(create_app(settings(home)), follow_redirects=False) as client:
+        login(client, keys["reader"])
+        page = client.get("/ui/models").text
+    assert 'id="no-compression"' not in page
+    table = page[page.index('<table id="compression"') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr data-variant=") == 3
+    for name in ("full", "int8", "prune50"):
+        assert f'data-variant="{name}"' in table
+    assert f"{rows['prune50']['ndcg']:.4f}" in table
+    assert f"{rows['prune50']['ndcg_change'] * 100:+.1f}%" in table
+    assert f"{rows['int8']['ms_per_user']:.3f}" in table
 
 
 def test_stored_epoch_history_is_drawn_per_metric():

@@ -1,4 +1,9 @@
-"""Page data of the models page: evaluations, training curves, compression, the live one."""
+"""Page data of the models page: evaluations, training curves, compression, the live one.
+
+The compression trade-offs are the measured figures of the newest `rec_report` with a
+`compression` section (`evaluate rec --model sasrec`): each compressed copy of the fitted
+SASRec with its accuracy and scoring latency beside the full model's.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ REC_MODEL = "rec_model"
 REC_REPORT = "rec_report"
 HEADLINE = "NDCG@10"
 """The metric the charts compare."""
+COMPRESSION_COMMAND = "shopkeeper evaluate rec --model sasrec --compress int8,prune50"
+"""What produces the compression section (shown when no report has one)."""
 
 
 def _curves(info: dict[str, Any]) -> list[Any]:
@@ -51,8 +58,6 @@ def _model_row(v: AssetVersion, live: int) -> dict[str, Any]:
         "events_version": p.get("events_version"),
         "embeddings_version": p.get("embeddings_version"),
         "fit_seconds": p.get("fit_seconds"),
-        "prune": cfg.get("prune"),
-        "quantize": cfg.get("quantize"),
         "parameters": info.get("parameters"),
         "epochs": info.get("epochs"),
         "best_epoch": info.get("best_epoch"),
@@ -70,8 +75,12 @@ def _evaluation(wh: Warehouse, v: AssetVersion) -> dict[str, Any]:
         ).fetchall()
     except duckdb.Error:
         rows = []
+    compression = v.params.get("compression") or {}
+    variants = {f"{compression.get('model')}:{n}" for n in compression.get("variants", [])}
     segments: dict[str, dict[str, Any]] = {}
     for model, seg, metric, value, users in rows:
+        if model in variants:
+            continue  # compressed copies: in the trade-off table, not among the baselines
         s = segments.setdefault(seg, {"metrics": [], "models": {}, "users": users})
         if metric not in s["metrics"]:
             s["metrics"].append(metric)
@@ -95,21 +104,82 @@ def _evaluation(wh: Warehouse, v: AssetVersion) -> dict[str, Any]:
     }
 
 
-def _timings(wh: Warehouse, v: AssetVersion) -> list[dict[str, Any]]:
-    """Fit and evaluation seconds per model, from the stored `report.json`."""
+def _report_json(wh: Warehouse, v: AssetVersion) -> dict[str, Any]:
+    """The stored `report.json` of a report version (empty when there is none)."""
     for path in wh.files(v.asset, v.version, "artifact"):
         if path.name == "report.json" and path.is_file():
-            report = json.loads(path.read_text(encoding="utf-8"))
-            return [
-                {
-                    "model": m.get("model"),
-                    "fit_seconds": m.get("fit_seconds"),
-                    "eval_seconds": m.get("eval_seconds"),
-                    "skipped": m.get("skipped"),
-                }
-                for m in report.get("models", [])
-            ]
-    return []
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return data
+    return {}
+
+
+def _timings(wh: Warehouse, v: AssetVersion) -> list[dict[str, Any]]:
+    """Fit and evaluation seconds per model, from the stored `report.json`."""
+    return [
+        {
+            "model": m.get("model"),
+            "fit_seconds": m.get("fit_seconds"),
+            "eval_seconds": m.get("eval_seconds"),
+            "skipped": m.get("skipped"),
+        }
+        for m in _report_json(wh, v).get("models", [])
+    ]
+
+
+def _compression(wh: Warehouse, reports: list[AssetVersion]) -> dict[str, Any] | None:
+    """The trade-off table and chart of the newest report with a compression section."""
+    v = next((r for r in reversed(reports) if r.params.get("compression")), None)
+    report = _report_json(wh, v) if v is not None else {}
+    sec = report.get("compression")
+    if v is None or not sec:
+        return None
+    k0 = report["protocol"]["ks"][0]
+    hit = f"{'HR' if report['protocol']['split'] == 'leave_one_out' else 'Recall'}@{k0}"
+    ndcg = f"NDCG@{k0}"
+    rows = [_variant_row(x, ndcg, hit) for x in sec["variants"]]
+    points = {r["variant"]: [(r["ms_per_user"], r["ndcg"])] for r in rows if r["ms_per_user"]}
+    lat = sec["latency"]
+    return {
+        "version": v.version,
+        "created_at": v.created_at.isoformat(timespec="seconds"),
+        "model": sec["model"],
+        "users": report["data"]["evaluated_users"],
+        "ndcg_name": ndcg,
+        "hit_name": hit,
+        "latency": lat,
+        "rows": rows,
+        "chart": line_chart(
+            points,
+            title=f"{ndcg} against scoring latency",
+            x_label=f"ms per user ({lat['batch_users']} users a call)",
+        )
+        if points
+        else None,
+    }
+
+
+def _variant_row(x: dict[str, Any], ndcg: str, hit: str) -> dict[str, Any]:
+    m, change, w = x["metrics"]["all"], x["change"], x["weights"]
+    ms, ms_change = x.get("latency_ms") or {}, x.get("latency_change") or {}
+    steps = [f"{x['prune']:.0%} pruned"] if x.get("prune") else []
+    steps += [f"{x['quantize']} dynamic"] if x.get("quantize") not in (None, "none") else []
+    return {
+        "variant": x["variant"],
+        "steps": ", ".join(steps),
+        "users": m.get("users"),
+        "ndcg": m.get(ndcg),
+        "ndcg_change": change.get(ndcg),
+        "hit": m.get(hit),
+        "hit_change": change.get(hit),
+        "ms_per_user": ms.get("per_user"),
+        "ms_batch": ms.get("batch"),
+        "ms_single": ms.get("single_user"),
+        "latency_change": ms_change.get("per_user"),
+        "parameters": w.get("parameters"),
+        "linear_weights": w.get("linear_weights"),
+        "nonzero_linear_weights": w.get("nonzero_linear_weights"),
+        "size_mb": w["size_bytes"] / 1e6 if w.get("size_bytes") else None,
+    }
 
 
 def models_overview(ws: Workspace, live_version: int) -> dict[str, Any]:
@@ -118,11 +188,13 @@ def models_overview(ws: Workspace, live_version: int) -> dict[str, Any]:
         models = wh.latest(REC_MODEL) and wh.versions(REC_MODEL)
         reports = wh.latest(REC_REPORT) and wh.versions(REC_REPORT)
         evaluations = [_evaluation(wh, v) for v in reversed(reports or [])][:3]
+        compression = _compression(wh, reports or [])
     rows = [_model_row(v, live_version) for v in reversed(models or [])]
     return {
         "live_version": live_version,
         "models": rows,
         "evaluations": evaluations,
         "curves": [r for r in rows if r["curves"]],
-        "compression": [r for r in rows if r["parameters"] or r["prune"] or r["quantize"]],
+        "compression": compression,
+        "compression_command": COMPRESSION_COMMAND,
     }
