@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean browser
+.PHONY: demo test test-fast lint bench clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,20 +23,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-# The dashboard's browser test needs Debian's chromium and chromium-driver: installed here
-# when missing, as root with apt-get; otherwise a note says the browser tests will skip.
-browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+# Debian programs some tests drive: chromium and chromium-driver (the dashboard's browser
+# test), nginx (replicas behind a load balancer). Installed here when missing, as root with
+# apt-get; otherwise a note says which tests will skip.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="chromium chromium-driver"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium and chromium-driver for the browser tests"; \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-			chromium chromium-driver >/dev/null; \
+		echo "installing$$missing for the browser and load-balancer tests"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-		echo "note: no /usr/bin/chromium or /usr/bin/chromedriver (and no root apt-get):" \
-			"the browser tests will be skipped"; \
+		echo "note: missing$$missing (and no root apt-get): the tests that need them will skip"; \
 	fi
 
-test: lint browser
+test: lint system-deps
 	$(BIN)/pytest -q
 
 test-fast: lint

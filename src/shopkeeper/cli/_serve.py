@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import click
@@ -101,6 +102,37 @@ def serve_cmd(
         http="httptools",
         loop="uvloop",
         timeout_graceful_shutdown=10,
+    )
+
+
+@cli.command("nginx-config")
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    required=True,
+    metavar="HOST:PORT",
+    help="A replica (`shopkeeper serve --port …`); repeat for each.",
+)
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--prefix",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep nginx's pid, logs and temporary files here (run it as `nginx -p PREFIX`).",
+)
+@click.option("--least-conn", is_flag=True, help="Fewest open requests first, not round-robin.")
+def nginx_config_cmd(
+    upstreams: tuple[str, ...], listen: str, prefix: Path | None, least_conn: bool
+) -> None:
+    """Print an nginx.conf that load-balances serving replicas (retrying reads on failure)."""
+    from shopkeeper.serve._nginx import TEMP_KINDS, nginx_config
+
+    if prefix is not None:
+        prefix = prefix.resolve()
+        for kind in TEMP_KINDS:
+            (prefix / "tmp" / kind).mkdir(parents=True, exist_ok=True)
+    click.echo(
+        nginx_config(upstreams, listen=listen, prefix=prefix, least_conn=least_conn), nl=False
     )
 
 
