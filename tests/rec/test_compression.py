@@ -22,6 +22,7 @@ from shopkeeper.rec import (
     run_evaluation,
     targets_of,
 )
+from shopkeeper.rec._compression import _torch_threads
 from shopkeeper.rec._protocol import eval_users
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
 from tests.cli.test_cli import run
@@ -109,6 +110,17 @@ def test_section_has_the_full_model_and_each_variant(report: dict[str, Any]) -> 
     assert full["latency_change"]["per_user"] == 0.0
     lat = sec["latency"]
     assert (lat["repeats"], lat["statistic"], lat["batch_users"]) == (5, "median", n)
+    assert lat["threads"] == 1  # as a serving worker scores, and steadier on a busy machine
+
+
+def test_timing_threads_are_restored() -> None:
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    with _torch_threads(1) as used:
+        assert used == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with _torch_threads(None) as used:
+        assert used == before
 
 
 def test_variants_are_the_compressed_models_evaluated(

@@ -6,11 +6,15 @@ e.g. `prune50+int8`. Each variant is a copy of the fitted model compressed witho
 retraining; it is evaluated under the caller's protocol, on the same users and targets
 as the full model, and its scoring is timed the same way as the full model's: the same
 histories, one warm-up call each, then rounds in which every variant is called once in
-turn (so a change in machine load falls on all of them alike), reporting the median.
+turn, in alternating order (so a change in machine load falls on all of them alike),
+reporting the median. Timing uses one torch thread by default, as each serving worker
+scores when workers share the cores; with two threads on a busy 2-core machine, calls
+that wait on a descheduled thread swung from 2 to 150 ms.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import statistics
 import time
@@ -21,7 +25,7 @@ from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._protocol import evaluate_scorer
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     import numpy as np
     import numpy.typing as npt
@@ -39,6 +43,8 @@ BATCH_USERS = 256
 """Users per timed scoring call (the batch); a single user is timed too."""
 REPEATS = 5
 """Timed rounds per variant; the median is reported."""
+THREADS = 1
+"""Torch threads while timing (None: leave the process's setting)."""
 
 _STEP = re.compile(r"int8|prune(\d{1,2})")
 
@@ -113,6 +119,7 @@ def evaluate_compression(
     *,
     batch_users: int = BATCH_USERS,
     repeats: int = REPEATS,
+    threads: int | None = THREADS,
 ) -> dict[str, Any]:
     """The report's compression section: `base` and each variant, metrics and latency.
 
@@ -126,6 +133,7 @@ def evaluate_compression(
         targets: Their held-out items.
         batch_users: Users per timed batch (the first evaluated users).
         repeats: Timed rounds; the median is reported.
+        threads: Torch threads while timing (None: as set in the process).
 
     Returns:
         `{"model", "latency": {how it was timed}, "variants": [{"variant", "prune",
@@ -149,7 +157,9 @@ def evaluate_compression(
         eval_seconds[name] = round(timer.seconds, 3)
         models[name] = model
     n = min(batch_users, len(users))
-    latency = _latencies(models, split.train.rows(users[:n]), split.train.rows(users[:1]), repeats)
+    with _torch_threads(threads) as used:
+        batch, single = split.train.rows(users[:n]), split.train.rows(users[:1])
+        latency = _latencies(models, batch, single, repeats)
     rows = []
     for name, model in models.items():
         cfg_of = model.cfg
@@ -173,11 +183,11 @@ def evaluate_compression(
         "latency": {
             "what": "RecScorer.score (dense scores over the full catalog) on the training "
             "histories of the first evaluated users, after one warm-up call; every variant "
-            "called once per round, in turn",
+            "called once per round, in turn, the order reversed every other round",
             "batch_users": n,
             "repeats": repeats,
             "statistic": "median",
-            "threads": _threads(),
+            "threads": used,
         },
         "variants": rows,
     }
@@ -193,8 +203,9 @@ def _latencies(
         m.score(batch)
         m.score(single)
     times: dict[str, dict[str, list[float]]] = {n: {"b": [], "s": []} for n in models}
-    for _ in range(repeats):
-        for name, m in models.items():
+    for r in range(repeats):
+        for name in list(models)[:: 1 if r % 2 == 0 else -1]:
+            m = models[name]
             for kind, h in (("b", batch), ("s", single)):
                 t0 = time.perf_counter()
                 m.score(h)
@@ -219,10 +230,18 @@ def _change(values: dict[str, float], base: dict[str, float]) -> dict[str, float
     }
 
 
-def _threads() -> int | None:
-    """Intra-op threads of torch (the compressible models are torch networks)."""
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[int | None]:
+    """Torch's intra-op threads set to `n` inside (restored after); yields those in use."""
     try:
         import torch
-    except ImportError:
-        return None
-    return int(torch.get_num_threads())
+    except ImportError:  # the compressible models are torch networks; nothing to set
+        yield None
+        return
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield int(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
