@@ -21,6 +21,7 @@ from shopkeeper.serve.ui._assets import (
 from shopkeeper.serve.ui._live import live_stats, quantile
 from shopkeeper.serve.ui._models import _curves, models_overview
 from shopkeeper.serve.ui._playground import active_users
+from shopkeeper.serve.ui._svg import scatter_chart
 from shopkeeper.serve.ui.routes import STATIC_DIR, TEMPLATES_DIR
 from shopkeeper.warehouse import Warehouse, Workspace
 from tests.serve.conftest import settings
@@ -170,6 +171,16 @@ def test_stored_epoch_history_is_drawn_per_metric():
     assert len(charts) == 2
     assert "<polyline" in str(charts[0])
     assert _curves({}) == []
+
+
+def test_scatter_chart_draws_named_points_inside_its_plot():
+    svg = str(scatter_chart([("full", 0.37, 0.081), ("int8", 0.33, 0.081)], title="t",
+                            x_label="ms", y_label="NDCG@10"))  # fmt: skip
+    assert svg.count("<circle") == 4  # a point and a legend dot each
+    assert "int8: ms 0.33, NDCG@10 0.081" in svg  # equal values: still a range to draw in
+    xs = [float(x) for x in re.findall(r'<circle cx="([\d.]+)" cy="[\d.]+" r="5"', svg)]
+    assert all(56 < x < 460 - 104 for x in xs)
+    assert "No data" in str(scatter_chart([], title="t", x_label="x", y_label="y"))
 
 
 def test_quantile_from_buckets():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from shopkeeper.ingest import quote_ident
-from shopkeeper.serve.ui._svg import bar_chart, line_chart
+from shopkeeper.serve.ui._svg import bar_chart, line_chart, scatter_chart
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def _compression(wh: Warehouse, reports: list[AssetVersion]) -> dict[str, Any] |
     hit = f"{'HR' if report['protocol']['split'] == 'leave_one_out' else 'Recall'}@{k0}"
     ndcg = f"NDCG@{k0}"
     rows = [_variant_row(x, ndcg, hit) for x in sec["variants"]]
-    points = {r["variant"]: [(r["ms_per_user"], r["ndcg"])] for r in rows if r["ms_per_user"]}
+    points = [(r["variant"], r["ms_per_user"], r["ndcg"]) for r in rows if r["ms_per_user"]]
     lat = sec["latency"]
     return {
         "version": v.version,
@@ -148,10 +148,11 @@ def _compression(wh: Warehouse, reports: list[AssetVersion]) -> dict[str, Any] |
         "hit_name": hit,
         "latency": lat,
         "rows": rows,
-        "chart": line_chart(
+        "chart": scatter_chart(
             points,
             title=f"{ndcg} against scoring latency",
-            x_label=f"ms per user ({lat['batch_users']} users a call)",
+            x_label=f"ms per user ({lat['batch_users']} a call)",
+            y_label=ndcg,
         )
         if points
         else None,

@@ -1,4 +1,4 @@
-"""Server-drawn SVG: line charts, bar charts and the lineage graph (no JS library)."""
+"""Server-drawn SVG: line, bar and scatter charts and the lineage graph (no JS library)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,74 @@ def line_chart(
         parts.append(
             f'<text x="{left + pw - 4}" y="{top + 12 + 12 * n}" class="legend" '
             f'text-anchor="end" fill="{colour}">{escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _padded(values: Sequence[float]) -> tuple[float, float]:
+    """An axis range around `values` with a margin (a tenth of the span, or of the value)."""
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
+    return lo - pad, hi + pad
+
+
+def scatter_chart(
+    points: Sequence[tuple[str, float, float]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 460,
+    height: int = 240,
+) -> Markup:
+    """Named points `(name, x, y)` on axes fitted to them, with a legend beside the plot.
+
+    The axes span the points with a margin, not from zero, so small differences show;
+    the tick labels give the scale.
+    """
+    if not points:
+        return Markup('<p class="muted">No data to draw.</p>')
+    left, right, top, bottom = 56, 104, 24, 40
+    x0, x1 = _padded([p[1] for p in points])
+    y0, y1 = _padded([p[2] for p in points])
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return top + ph - (y - y0) / (y1 - y0) * ph
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}">',
+        f'<text x="{left}" y="14" class="chart-title">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" class="axis"/>',
+    ]
+    for i in range(5):
+        x, y = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        parts.append(
+            f'<text x="{left - 6}" y="{sy(y) + 4:.1f}" class="tick" text-anchor="end">'
+            f"{_fmt(y)}</text>"
+            f'<text x="{sx(x):.1f}" y="{top + ph + 14}" class="tick" text-anchor="middle">'
+            f"{_fmt(x)}</text>"
+        )
+    parts.append(
+        f'<text x="{left + pw / 2:.1f}" y="{height - 6}" class="tick" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+        f'<text x="12" y="{top + ph / 2:.1f}" class="tick" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + ph / 2:.1f})">{escape(y_label)}</text>'
+    )
+    for n, (name, x, y) in enumerate(points):
+        colour = PALETTE[n % len(PALETTE)]
+        parts.append(
+            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{colour}" '
+            f'fill-opacity="0.8"><title>{escape(name)}: {escape(x_label)} {_fmt(x)}, '
+            f"{escape(y_label)} {_fmt(y)}</title></circle>"
+            f'<circle cx="{left + pw + 14}" cy="{top + 8 + 16 * n}" r="4" fill="{colour}"/>'
+            f'<text x="{left + pw + 22}" y="{top + 12 + 16 * n}" class="legend" '
+            f'fill="{colour}">{escape(name[:14])}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
