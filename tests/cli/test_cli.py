@@ -169,6 +169,9 @@ def test_demo_runs_and_summarizes(tmp_path: Path) -> None:
     assert service["after"]["fallback"] is None
     assert service["after"]["history_length"] == 1
     assert service["search"]["items"]
+    compression = summary["recommendations"]["evaluation"].get("compression")
+    if compression is not None:  # sasrec evaluated: its compressed copies are measured too
+        assert [v["variant"] for v in compression["variants"]] == ["full", "int8", "prune50"]
     human = run(tmp_path / "demo", "demo")
     assert human.returncode == 0
     assert "Already ingested" in human.stdout

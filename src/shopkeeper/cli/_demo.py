@@ -162,6 +162,7 @@ def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
 
     A rerun on the same data reuses the stored report and model instead of fitting again.
     """
+    from shopkeeper.cli._rec import DEFAULT_COMPRESSIONS
     from shopkeeper.rec import run_evaluation
     from shopkeeper.rec._recommend import recommend
     from shopkeeper.rec._train import train_rec
@@ -169,7 +170,8 @@ def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
     ws = state.workspace
     models, main, note = _rec_models()
     configs = {"sasrec": SASREC_CONFIG}
-    report, trained = _stored_rec(state, models, main, configs)
+    compress = list(DEFAULT_COMPRESSIONS) if "sasrec" in models else []
+    report, trained = _stored_rec(state, models, main, configs, compress)
     if report is None or trained is None:
         click.echo(
             f"evaluating {', '.join(models)}; training {main} (budget {TRAIN_BUDGET_S:.0f} s) …",
@@ -177,7 +179,12 @@ def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
         )
     if report is None:
         report = run_evaluation(
-            ws, models, model_configs=configs, skip_unavailable=True, time_budget_s=TRAIN_BUDGET_S
+            ws,
+            models,
+            model_configs=configs,
+            skip_unavailable=True,
+            time_budget_s=TRAIN_BUDGET_S,
+            compress=compress,
         )
     if trained is None:
         trained = train_rec(
@@ -203,9 +210,17 @@ def _recommendations(state: State, encoder: ItemEncoder) -> dict[str, Any]:
 
 
 def _stored_rec(
-    state: State, models: list[str], main: str, configs: dict[str, dict[str, Any]]
+    state: State,
+    models: list[str],
+    main: str,
+    configs: dict[str, dict[str, Any]],
+    compress: list[str],
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The latest report and model when built from today's events, embeddings and configs."""
+    """The latest report and model when built from today's events, embeddings and configs.
+
+    The report also has to hold the `compress` variants (a report of an older demo
+    without them is measured again).
+    """
     from shopkeeper.features import EMBEDDINGS_ASSET
     from shopkeeper.rec import REPORT_ASSET, create_scorer, read_report
     from shopkeeper.rec._train import REC_MODEL_ASSET
@@ -218,7 +233,8 @@ def _stored_rec(
         inputs = {"events_version": events, "embeddings_version": emb and emb.version}
         rep, mod = wh.latest(REPORT_ASSET), wh.latest(REC_MODEL_ASSET)
     report = None
-    if rep is not None and rep.params.get("events_version") == events:
+    variants = (rep.params.get("compression") or {}).get("variants", []) if rep else []
+    if rep is not None and rep.params.get("events_version") == events and variants == compress:
         stored = read_report(state.workspace, rep.version)
         ran = {r["model"]: r.get("config") for r in stored["models"] if "skipped" not in r}
         if ran == wanted and stored.get("embeddings_version") == inputs["embeddings_version"]:
