@@ -178,3 +178,20 @@ def test_demo_runs_and_summarizes(tmp_path: Path) -> None:
     assert "0 texts encoded" in human.stdout
     assert "Similar items by text embedding" in human.stdout
     assert "Try the service" in human.stdout
+
+
+def test_export_writes_a_delta_table_and_refuses_a_foreign_folder(
+    demo_home: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("deltalake")
+    out = run(demo_home, "export", "events", "--out", str(tmp_path / "events"), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["format"] == "delta"
+    assert result["written"][0]["version"] == 1
+    assert (tmp_path / "events" / "_delta_log").is_dir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a table")
+    bad = run(demo_home, "export", "events", "--out", str(tmp_path / "mine"))
+    assert bad.returncode != 0
+    assert "not empty and holds no Delta table" in bad.stderr

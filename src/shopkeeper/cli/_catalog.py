@@ -1,9 +1,10 @@
-"""`catalog`, `quality`, `lineage`, `sql` and `quarantine`: reading the warehouse."""
+"""`catalog`, `quality`, `lineage`, `sql`, `quarantine` and `export`: reading the warehouse."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -186,3 +187,43 @@ def quarantine_cmd(state: State, asset: str, reason: str | None, limit: int) -> 
             raw[:120],
         )
     console().print(t)
+
+
+@cli.command("export")
+@click.argument("asset")
+@click.option(
+    "--out",
+    "dest",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The Delta table's folder (created; a later export adds only new versions).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["delta"]),
+    default="delta",
+    show_default=True,
+    help="Table format a cluster reads (Spark, Trino, DuckDB's delta extension).",
+)
+@json_option
+@click.pass_obj
+def export_cmd(state: State, asset: str, dest: Path, fmt: str) -> None:
+    """Write ASSET's versions as a Delta Lake table, one commit per version."""
+    from shopkeeper.warehouse._delta import export_delta
+
+    out = export_delta(state.workspace, asset, dest)
+    if state.json:
+        emit_json(out)
+        return
+    if not out["written"]:
+        console().print(f"{out['path']} already holds {asset} v{out['shopkeeper_version']}")
+        return
+    how = ", ".join(f"v{w['version']} ({w['mode']})" for w in out["written"])
+    note = (
+        " after an erasure: older Delta versions vacuumed" if out["rewritten_after_erasure"] else ""
+    )
+    console().print(
+        f"{asset} → {out['path']} ({fmt}): {how}{note}; Delta version {out['delta_version']}, "
+        f"{out['rows']:,} rows"
+    )
