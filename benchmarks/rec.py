@@ -174,7 +174,7 @@ def _sasrec_lines(res: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"Latency: median of {lat['repeats']} rounds, every variant timed in turn, "
-            f"{lat['threads']} threads.",
+            f"torch threads: {lat['threads']}.",
             "",
         ]
     return lines

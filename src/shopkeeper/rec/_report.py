@@ -311,7 +311,7 @@ def compression_markdown(report: dict[str, Any]) -> list[str]:
         f"The fitted {sec['model']} compressed without retraining, on the same "
         f"{report['data']['evaluated_users']:,} users. Latency: median of {lat['repeats']} "
         f"rounds, {lat['batch_users']} users a call and one user a call, "
-        f"{lat['threads']} threads; Δ is relative to {FULL}.",
+        f"torch threads: {lat['threads']}; Δ is relative to {FULL}.",
         "",
         f"| variant | {ndcg} | Δ | {hit} | Δ | ms/user ({lat['batch_users']} a call) | Δ "
         "| ms (1 user) | nonzero linear weights | size MB |",
