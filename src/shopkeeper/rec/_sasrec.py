@@ -22,21 +22,31 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 
 from shopkeeper.errors import ConfigError
 from shopkeeper.logging import get_logger
+from shopkeeper.rec._data import _mix64
 from shopkeeper.rec._sasrec_net import SASRecNet
 from shopkeeper.rec._scorer import RecScorer
 from shopkeeper.rec._text_tower import TextTower, TunedSASRec
-from shopkeeper.rec._trainer import Batch, TrainerConfig, train
+from shopkeeper.rec._trainer import (
+    Batch,
+    TrainerConfig,
+    all_reduce_floats,
+    all_reduce_sum,
+    train,
+    world,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
     from shopkeeper.rec._data import Histories
     from shopkeeper.rec._scorer import TrainingData
+    from shopkeeper.rec._shards import Shard
 
 _log = get_logger(__name__)
 
@@ -211,6 +221,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
     config_cls = SASRecConfig
     uses_item_vectors = True
     uses_item_attributes = True
+    trains_on_shards = True
 
     @property
     def wants_item_texts(self) -> bool:
@@ -243,7 +254,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         )
 
     def _fit(self, data: TrainingData) -> None:
-        c, h = self.cfg, data.histories
+        c, h, shard = self.cfg, data.histories, data.shard
         text = data.item_vectors if c.use_text else None
         if text is not None and not (np.linalg.norm(text, axis=1) > 0).any():
             text = None
@@ -257,12 +268,12 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         device = self._device()
         net = self._build(text, attrs)
         counts = np.bincount(h.items, minlength=self.n_items)
+        if shard is not None:  # every process builds the same id mask and logQ
+            counts = all_reduce_sum(counts)
         net.items.id_mask.copy_(torch.from_numpy(counts > 0).float()[:, None])
         model: nn.Module = net if tower is None else TunedSASRec(net, tower, c.text_max_candidates)
         model.to(device)
-        rng = np.random.default_rng(c.seed)
-        candidates = np.flatnonzero(h.lengths >= 3)
-        val_users = np.sort(rng.choice(candidates, min(c.val_users, len(candidates)), False))
+        val_users = _validation_users(h, c.val_users, c.seed, shard)
         train_h = _drop_last(h, val_users)
         val_in = last_window(train_h.rows(val_users), c.max_len, self.n_items)
         val_seen = train_h.rows(val_users)
@@ -270,13 +281,16 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         x, y = windows(train_h, c.max_len, self.n_items)
         lengths = (x != self.n_items).sum(1)
         reshuffle = c.shuffle_baskets and train_h.ts is not None
+        # Sharded, each process batches its own windows: its share of the global batch.
+        batch_size = c.batch_size if shard is None else max(1, c.batch_size // shard.world_size)
 
         def batches(epoch: int) -> list[Batch]:
-            rng = np.random.default_rng(c.seed + epoch)
+            seed = c.seed + epoch if shard is None else [c.seed + epoch, shard.rank]
+            rng = np.random.default_rng(seed)
             h_epoch = shuffle_same_time(train_h, rng) if reshuffle and epoch > 0 else train_h
             xe, ye = windows(h_epoch, c.max_len, self.n_items) if reshuffle else (x, y)
             x_t, y_t = torch.from_numpy(xe), torch.from_numpy(ye)
-            return [(x_t[idx], y_t[idx]) for idx in bucketed(lengths, c.batch_size, rng)]
+            return [(x_t[idx], y_t[idx]) for idx in bucketed(lengths, batch_size, rng)]
 
         sampled = self.n_items > c.full_softmax_max_items and tower is None
         q = torch.from_numpy((counts + 1) / (counts + 1).sum()).float()
@@ -296,11 +310,17 @@ class SASRecScorer(RecScorer[SASRecConfig]):
                 model.refresh()
                 model = model.net
             assert isinstance(model, SASRecNet)
-            return _val_ndcg(model, val_in, val_seen, val_target, device)
+            total, n = _val_ndcg_sum(model, val_in, val_seen, val_target, device)
+            if shard is None:
+                return total / n if n else 0.0
+            # the same metric, so the same decisions, on every process
+            total, count = all_reduce_floats([total, n])
+            return total / count if count else 0.0
 
         def lr_scale(name: str) -> float:
             return c.text_lr / c.lr if name.startswith("tower.") else 1.0
 
+        data_key = None if shard is None else shard.fingerprint
         result = train(
             model,
             batches,
@@ -309,19 +329,23 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             c,
             time_budget_s=data.time_budget_s,
             checkpoint_dir=data.checkpoint_dir,
-            fingerprint=_fingerprint(c, h, text, attrs),
+            fingerprint=_fingerprint(c, h, text, attrs, data_key),
             device=device,
             lr_scale=lr_scale,
+            sharded=shard is not None,
         )
         if c.prune > 0:
             _prune(net, c.prune)
         self._net = net.cpu().eval()
         self._prepare()
+        n_windows, n_val = len(x), len(val_users)
+        if shard is not None:
+            n_windows, n_val = (int(v) for v in all_reduce_sum(np.array([n_windows, n_val])))
         self.info = {
             "text": text is not None,
             "attributes": 0 if attrs is None else int(attrs.shape[1]),
-            "windows": len(x),
-            "validation_users": len(val_users),
+            "windows": n_windows,
+            "validation_users": n_val,
             "parameters": sum(p.numel() for p in net.parameters()),
             "softmax": "sampled" if sampled else "full",
             "text_finetuned": tower is not None,
@@ -407,17 +431,17 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         self._prepare()
 
 
-def _val_ndcg(
+def _val_ndcg_sum(
     net: SASRecNet,
     seq: npt.NDArray[np.int64],
     seen: Histories,
     target: npt.NDArray[np.int64],
     device: torch.device,
     batch: int = 1024,
-) -> float:
-    """Mean NDCG@10 of the held-out item over the full catalog, seen items excluded."""
+) -> tuple[float, int]:
+    """NDCG@10 of the held-out items over the full catalog (seen items excluded): sum, count."""
     if len(target) == 0:
-        return 0.0
+        return 0.0, 0
     table = net.items()
     total = 0.0
     for s in range(0, len(target), batch):
@@ -430,7 +454,37 @@ def _val_ndcg(
         mine = scores.gather(1, tgt[:, None])
         rank = (scores > mine).sum(1)
         total += float(torch.where(rank < 10, 1 / torch.log2(rank + 2.0), 0.0).sum())
-    return total / len(target)
+    return total, len(target)
+
+
+def _validation_users(
+    h: Histories, wanted: int, seed: int, shard: Shard | None
+) -> npt.NDArray[np.int64]:
+    """Rows whose last item validates: a seeded sample of `wanted` rows with 3+ items.
+
+    Sharded, the sample is the `wanted` candidates of the whole data set with the
+    smallest seeded hash of their global user index, so it is the same users whatever
+    the number of processes; each process gets the ones it holds.
+    """
+    candidates = np.flatnonzero(h.lengths >= 3)
+    if shard is None:
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(candidates, min(wanted, len(candidates)), False))
+    if wanted == 0:
+        return np.zeros(0, dtype=np.int64)
+    salt = np.array([seed], np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps on purpose
+    hashed = _mix64(shard.users[candidates].astype(np.uint64) + salt)
+    keys = (hashed >> np.uint64(11)).astype(np.float64)  # 53 bits: exact as floats
+    smallest = np.full(wanted, np.inf)
+    head = np.sort(keys)[:wanted]
+    smallest[: len(head)] = head
+    if world()[1] > 1:
+        parts = [torch.zeros(wanted, dtype=torch.float64) for _ in range(world()[1])]
+        dist.all_gather(parts, torch.from_numpy(smallest))
+        smallest = torch.cat(parts).numpy()
+    cut = np.sort(smallest)[wanted - 1]
+    chosen: npt.NDArray[np.int64] = candidates[keys <= cut]
+    return chosen
 
 
 def _prune(net: SASRecNet, amount: float) -> None:
@@ -448,11 +502,18 @@ def _fingerprint(
     h: Histories,
     text: npt.NDArray[np.float32] | None,
     attrs: npt.NDArray[np.int64] | None,
+    data_key: str | None = None,
 ) -> str:
-    """Names config and data: a checkpoint with another fingerprint is not resumed."""
+    """Names config and data: a checkpoint with another fingerprint is not resumed.
+
+    `data_key` names the whole data set when `h` is one process's shard of it.
+    """
     kept = cfg.model_dump(mode="json", exclude={"max_epochs", "patience", "quantize", "prune"})
     d = hashlib.sha256(json.dumps(kept, sort_keys=True).encode())
-    for arr in (h.indptr, h.items, np.zeros(0) if text is None else text, attrs):
+    if data_key is not None:
+        d.update(data_key.encode())
+    rows = (h.indptr, h.items) if data_key is None else ()
+    for arr in (*rows, np.zeros(0) if text is None else text, attrs):
         if arr is None:
             continue
         d.update(np.ascontiguousarray(arr).tobytes())

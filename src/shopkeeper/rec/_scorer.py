@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from shopkeeper.rec._data import Histories
+    from shopkeeper.rec._shards import Shard
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -56,6 +57,9 @@ class TrainingData:
     """Each item's text (the features step's template), for models that read it."""
     item_attributes: npt.NDArray[np.int64] | None = None
     """(items, k) catalogue codes (brand, category levels, price decile); 0 is unknown."""
+    shard: Shard | None = None
+    """Set when `histories` hold only this process's share of the users (sharded
+    data-parallel training under `torchrun`); the item arrays are whole."""
 
 
 class RecScorer(ABC, Generic[C]):
@@ -71,6 +75,8 @@ class RecScorer(ABC, Generic[C]):
     """Whether `fit` uses `TrainingData.item_attributes` when there are some."""
     popularity_fallback: ClassVar[bool] = True
     """Whether empty histories are scored by training popularity."""
+    trains_on_shards: ClassVar[bool] = False
+    """Whether `fit` accepts `TrainingData.shard` (each process holding its own users)."""
 
     def __init__(self, cfg: C | None = None, **kwargs: Any) -> None:
         if cfg is not None and kwargs:
@@ -96,11 +102,22 @@ class RecScorer(ABC, Generic[C]):
         return self._popularity is not None
 
     def fit(self, data: TrainingData) -> Self:
-        """Fit on training histories; returns self."""
+        """Fit on training histories; returns self.
+
+        Raises:
+            ConfigError: item embeddings are needed and missing, or the data is a shard
+                and this scorer does not train on shards.
+        """
         if self.needs_item_vectors and data.item_vectors is None:
             raise ConfigError(f"the {self.name} scorer needs item embeddings")
+        if data.shard is not None and not self.trains_on_shards:
+            raise ConfigError(f"the {self.name} scorer does not train on sharded data")
         self.n_items = data.histories.n_items
         counts = np.bincount(data.histories.to_csr().indices, minlength=self.n_items)
+        if data.shard is not None:
+            from shopkeeper.rec._trainer import all_reduce_sum
+
+            counts = all_reduce_sum(counts)
         self._popularity = (counts / max(1, int(counts.max(initial=0)))).astype(np.float32)
         self.info = {}
         self._fit(data)

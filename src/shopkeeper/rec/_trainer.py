@@ -3,18 +3,27 @@
 Validation NDCG@10 picks the best epoch; training stops after `patience` epochs without
 a gain, at `max_epochs`, or when the time budget runs out (then the best checkpoint so
 far is kept). Each epoch ends with a resumable checkpoint. Under `torchrun` (a process
-group initialized) the model is wrapped in DistributedDataParallel: every process takes
-its share of each global batch and the loss is normalized by the global count, so the
-gradients, and so the result, match one process training on the whole batch.
+group initialized) the model is wrapped in DistributedDataParallel and the loss is
+normalized by the global count. Replicated (the default), every process builds the same
+global batches and takes its share of each, so the gradients, and so the result, match
+one process training on the whole batch. Sharded, every process builds batches from its
+own users only; the steps of an epoch are the most any process has (a process with
+fewer batches cycles through them again), so every window is seen each epoch and no
+process waits on a step the others never take. In both modes the decisions that end
+training are collective: the metric comes from `validate` (which must return the same
+value on every process), the time budget stops every process when any one runs out,
+and a checkpoint is resumed only when every process has the same one.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
@@ -25,12 +34,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    import numpy.typing as npt
     from torch import nn
 
 _log = get_logger(__name__)
 
 Batch = tuple[torch.Tensor, ...]
 Precision = Literal["fp32", "bf16"]
+
+_clock = time.perf_counter
+"""The time-budget clock (a test makes one process run out of time before the others)."""
 
 
 class TrainerConfig(BaseModel):
@@ -96,6 +109,55 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def _collective_device() -> torch.device:
+    """Where collective tensors go: the GPU under NCCL alone, else the CPU (gloo)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The element-wise sum of an integer array over all processes (itself in one)."""
+    if world()[1] == 1:
+        return values
+    t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64)).to(_collective_device())
+    dist.all_reduce(t)
+    return np.asarray(t.cpu().numpy(), dtype=np.int64)
+
+
+def all_reduce_floats(values: Sequence[float], op: str = "sum") -> list[float]:
+    """Floats reduced over all processes element-wise (`sum` or `max`), as float64."""
+    if world()[1] == 1:
+        return [float(v) for v in values]
+    t = torch.tensor(list(values), dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(t, dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return [float(v) for v in t.cpu()]
+
+
+def _agreed_steps(local: int, sharded: bool) -> int:
+    """This epoch's steps: the batches of one process replicated, the most of any sharded.
+
+    Raises:
+        ConfigError: sharded, and some process has no batch at all.
+    """
+    if not sharded or world()[1] == 1:
+        return local
+    most, fewest = all_reduce_floats([local, -local], "max")
+    if -fewest < 1:
+        from shopkeeper.errors import ConfigError
+
+        raise ConfigError("a process has no training batches; shard the users more evenly")
+    return int(most)
+
+
+def _out_of_time(start: float, budget: float | None) -> bool:
+    """Whether any process has used up the time budget (all stop at the same step)."""
+    if budget is None:
+        return False
+    mine = _clock() - start > budget
+    return all_reduce_floats([float(mine)], "max")[0] > 0
+
+
 def _schedule(cfg: TrainerConfig, total_steps: int) -> Callable[[int], float]:
     warmup = int(cfg.warmup_fraction * total_steps)
 
@@ -128,61 +190,52 @@ def train(
     fingerprint: str = "",
     device: torch.device | None = None,
     lr_scale: Callable[[str], float] | None = None,
+    sharded: bool = False,
 ) -> TrainResult:
     """Train `model` in place and leave it at its best validated state.
 
     Args:
         model: The network (already on `device`).
-        batches: Epoch number -> that epoch's global batches (deterministic per epoch).
+        batches: Epoch number -> that epoch's global batches (deterministic per epoch);
+            sharded, this process's own batches.
         loss_fn: (model, batch) -> (summed loss, number of terms in the sum).
-        validate: Model -> validation NDCG@10 (higher is better); run once per epoch.
+        validate: Model -> validation NDCG@10 (higher is better); run once per epoch,
+            on every process, and the same on each (sharded: reduced over processes).
         cfg: Optimization settings.
         time_budget_s: Stop when this many seconds have passed, keeping the best state.
         checkpoint_dir: Resume from `last.pt` there when its fingerprint matches, and write
-            it after every epoch (only the first process writes).
+            it after every epoch (the first process of each machine writes).
         fingerprint: Names the data and config; a checkpoint with another is ignored.
         device: Where the batches go (default: the model's device).
         lr_scale: Parameter name -> factor on the learning rate (e.g. small for a
             pre-trained encoder being fine-tuned); frozen parameters are left out.
+        sharded: Each process's `batches` hold only its own data (no share is taken).
     """
     rank, size = world()
     device = device or next(model.parameters()).device
-    steps_per_epoch = max(1, len(batches(0)))
+    steps_per_epoch = max(1, _agreed_steps(len(batches(0)), sharded))
     total = steps_per_epoch * cfg.max_epochs
-    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            decays = p.ndim >= 2 and "norm" not in name and "LayerNorm" not in name
-            scale = lr_scale(name) if lr_scale is not None else 1.0
-            groups.setdefault((decays, scale), []).append(p)
-    opt = torch.optim.AdamW(
-        [
-            {"params": ps, "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay * decays}
-            for (decays, scale), ps in groups.items()
-        ],
-        lr=cfg.lr,
-    )
+    opt = _optimizer(model, cfg, lr_scale)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total))
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     path = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
-    if path is not None and path.exists():
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        if ckpt.get("fingerprint") == fingerprint and ckpt["epoch"] < cfg.max_epochs:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            best_state, bad_epochs = ckpt["best_state"], int(ckpt["bad_epochs"])
-            result.best_metric, result.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
-            result.history, result.steps = list(ckpt["history"]), int(ckpt["steps"])
-            result.epochs = result.resumed_from_epoch = int(ckpt["epoch"])
-            _log.info("resumed", checkpoint=str(path), epoch=result.epochs)
+    ckpt = _agreed_checkpoint(path, fingerprint, cfg.max_epochs, device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        best_state, bad_epochs = ckpt["best_state"], int(ckpt["bad_epochs"])
+        result.best_metric, result.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
+        result.history, result.steps = list(ckpt["history"]), int(ckpt["steps"])
+        result.epochs = result.resumed_from_epoch = int(ckpt["epoch"])
+        _log.info("resumed", checkpoint=str(path), epoch=result.epochs)
     net: nn.Module = model
     if size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
     autocast = cfg.precision == "bf16"
-    start = time.perf_counter()
+    start = _clock()
     out_of_time = False
     with progress("Training", total=total) as pb:
         pb.update(result.steps)
@@ -191,8 +244,10 @@ def train(
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             net.train()
             loss_sum, loss_n = 0.0, 0.0
-            for batch in batches(epoch):
-                local = _shard(tuple(t.to(device) for t in batch), rank, size)
+            mine = batches(epoch)
+            for step in range(_agreed_steps(len(mine), sharded)):
+                batch = tuple(t.to(device) for t in mine[step % len(mine)])
+                local = batch if sharded else _shard(batch, rank, size)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     summed, count = loss_fn(net, local)
                 n = count.detach().to(torch.float32)
@@ -209,13 +264,10 @@ def train(
                 loss_sum += float(summed.detach())  # this process's share
                 loss_n += float(n)  # all processes
                 pb.update(1)
-                if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+                if _out_of_time(start, time_budget_s):
                     out_of_time = True
                     break
-            if size > 1:
-                summed_all = torch.tensor([loss_sum])
-                dist.all_reduce(summed_all)
-                loss_sum = float(summed_all)
+            loss_sum = all_reduce_floats([loss_sum])[0]
             model.eval()
             with torch.inference_mode():
                 metric = validate(model)
@@ -239,26 +291,21 @@ def train(
                 best_state, bad_epochs = _copy_state(model), 0
             else:
                 bad_epochs += 1
-            if path is not None and rank == 0:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                torch.save(
-                    {
-                        "fingerprint": fingerprint,
-                        "epoch": epoch,
-                        "steps": result.steps,
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "best_state": best_state,
-                        "best_metric": result.best_metric,
-                        "best_epoch": result.best_epoch,
-                        "bad_epochs": bad_epochs,
-                        "history": result.history,
-                    },
-                    tmp,
-                )
-                tmp.replace(path)
+            if path is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+                state = {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "steps": result.steps,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "best_state": best_state,
+                    "best_metric": result.best_metric,
+                    "best_epoch": result.best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": result.history,
+                }
+                _write_checkpoint(path, state, rank)
             if out_of_time:
                 result.stopped = "time_budget"
                 break
@@ -267,5 +314,53 @@ def train(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - start
+    result.seconds = _clock() - start
     return result
+
+
+def _optimizer(
+    model: nn.Module, cfg: TrainerConfig, lr_scale: Callable[[str], float] | None
+) -> torch.optim.AdamW:
+    """AdamW with decay on matrices only, one group per (decays, learning-rate factor)."""
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            decays = p.ndim >= 2 and "norm" not in name and "LayerNorm" not in name
+            scale = lr_scale(name) if lr_scale is not None else 1.0
+            groups.setdefault((decays, scale), []).append(p)
+    return torch.optim.AdamW(
+        [
+            {"params": ps, "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay * decays}
+            for (decays, scale), ps in groups.items()
+        ],
+        lr=cfg.lr,
+    )
+
+
+def _agreed_checkpoint(
+    path: Path | None, fingerprint: str, max_epochs: int, device: torch.device
+) -> dict[str, Any] | None:
+    """The checkpoint to resume from: one every process has, at the same epoch, or None.
+
+    On several machines without shared storage only some may find one; then none
+    resumes, rather than some resuming and the others starting afresh.
+    """
+    ckpt: dict[str, Any] | None = None
+    if path is not None and path.exists():
+        found = torch.load(path, map_location=device, weights_only=True)
+        if found.get("fingerprint") == fingerprint and found["epoch"] < max_epochs:
+            ckpt = found
+    epoch = -1 if ckpt is None else int(ckpt["epoch"])
+    most, fewest = all_reduce_floats([epoch, -epoch], "max")
+    if most != -fewest:
+        _log.warning("not resuming: the processes hold different checkpoints", epoch=epoch)
+        return None
+    return ckpt
+
+
+def _write_checkpoint(path: Path, state: dict[str, Any], rank: int) -> None:
+    """Write `path` atomically (a temporary file per process: storage may be shared)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{rank}")
+    torch.save(state, tmp)
+    tmp.replace(path)
