@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[test,ml,serve,lake]"
+	$(BIN)/pip install -q -e ".[test,ml,serve,lake,spark]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shopkeeper.clean._columns import ColumnSql, column_sql, pack_attributes_sql
 from shopkeeper.clean._config import CleaningConfig
@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 
 _PRICE_GROUP = {"events": "item_id", "items": "category_path"}
 _TS_COLUMN = {"events": "ts", "reviews": "ts", "items": "updated_at", "users": "created_at"}
+
+
+class SqlRunner(Protocol):
+    """Where `classify` runs its statements: a DuckDB connection, or the Spark runner."""
+
+    def execute(self, query: str, /) -> object:
+        """Run one statement of the cleaning SQL (DuckDB dialect)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -380,7 +388,7 @@ _NARROW = (
 
 
 def classify(
-    con: duckdb.DuckDBPyConnection,
+    con: SqlRunner,
     plan: AssetPlan,
     pseudo: Pseudonymizer,
     now: datetime,
@@ -393,6 +401,8 @@ def classify(
     produce the reasons of the few rows they flag; one join puts them back.
 
     Args:
+        con: runs the statements: a DuckDB connection, or the Spark engine's runner,
+            which transpiles them (`shopkeeper.clean._spark`).
         items_source: a SQL relation of known item ids, when the unknown-item rule applies.
     """
     cfg = CleaningConfig.model_validate(plan.cleaning)

@@ -12,6 +12,7 @@ from shopkeeper.cli._app import State, cli, console, emit_json, json_option
 from shopkeeper.ingest import adapter_names
 from shopkeeper.schema import ASSET_KINDS, AssetKind
 from shopkeeper.warehouse import IngestRequest, ingest
+from shopkeeper.warehouse._loader import ENGINES, Engine
 
 
 def render_results(results: list[dict[str, Any]]) -> None:
@@ -70,14 +71,26 @@ def render_results(results: list[dict[str, Any]]) -> None:
     default=None,
     help="YAML mapping: renames, casts, formats, time zones, value maps.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES)),
+    default="duckdb",
+    show_default=True,
+    help="Where cleaning runs: in-process DuckDB, or Spark (needs the spark extra and Java).",
+)
 @json_option
 @click.pass_obj
 def ingest_cmd(
-    state: State, path: Path, adapter: str, kind: AssetKind | None, mapping_path: Path | None
+    state: State,
+    path: Path,
+    adapter: str,
+    kind: AssetKind | None,
+    mapping_path: Path | None,
+    engine: Engine,
 ) -> None:
     """Ingest PATH: clean it and write new versions of the assets it holds."""
     results = ingest(
-        state.workspace, IngestRequest(path, adapter, kind, mapping_path), state.settings
+        state.workspace, IngestRequest(path, adapter, kind, mapping_path, engine), state.settings
     )
     if state.json:
         emit_json(results)

@@ -19,3 +19,9 @@ class ShopkeeperSettings(BaseSettings):
     """DuckDB memory limit; larger work spills to the workspace's tmp folder."""
     threads: PositiveInt | None = None
     """DuckDB worker threads (default: all cores)."""
+    spark_master: str = "local[2]"
+    """Spark master of a session the Spark engine starts (`ingest --engine spark`)."""
+    spark_driver_memory: str = "1g"
+    """Driver memory of that session."""
+    spark_shuffle_partitions: PositiveInt = 2
+    """`spark.sql.shuffle.partitions` of that session (small loads: few partitions)."""

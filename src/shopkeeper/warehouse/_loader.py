@@ -12,9 +12,10 @@ import hashlib
 import json
 import shutil
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 
@@ -43,8 +44,14 @@ from shopkeeper.warehouse._writer import WrittenVersion, counts_add_up, write_ve
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from shopkeeper.clean import CleanedLoad
     from shopkeeper.ingest._readers import StagedTable
+    from shopkeeper.warehouse._spark_engine import SparkCleaner
     from shopkeeper.warehouse._workspace import Workspace
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
+"""Where cleaning runs; both run the same SQL and write the same versions."""
 
 _log = get_logger(__name__)
 
@@ -57,6 +64,8 @@ class IngestRequest:
     adapter: str = "generic"
     kind: AssetKind | None = None
     mapping_path: Path | None = None
+    engine: Engine = "duckdb"
+    """Where cleaning runs: in-process DuckDB, or Spark (the `spark` extra and Java)."""
 
 
 def processing_connection(
@@ -135,6 +144,8 @@ class _Load:
         """Seals sensitive columns (`_fields`); its key ring loads on first use."""
         self._source_nulls: dict[str, dict[str, int]] = {}
         """Null counts per staged table: adapters plan several assets from one file."""
+        self.spark: SparkCleaner | None = None
+        """Cleans on Spark when the request asks for that engine."""
 
     def run(
         self,
@@ -146,7 +157,13 @@ class _Load:
     ) -> list[dict[str, Any]]:
         con = processing_connection(self.ws, self.settings, self.load_id)
         register_sealing(con, self.cipher)
+        stack = ExitStack()
         try:
+            if req.engine == "spark":
+                from shopkeeper.warehouse._spark_engine import SparkCleaner, spark_session
+
+                self.spark = SparkCleaner(con, stack.enter_context(spark_session(self.settings)))
+                stack.callback(self.spark.close)
             ctx = AdapterContext(con, self.tmp / "staged")
             with progress("Reading sources", total=None) as pb:
                 plans = get_adapter(req.adapter).plan(ctx, req.path, req.kind, mapping)
@@ -169,6 +186,7 @@ class _Load:
                     pb.update(1)
             results = self._commit(req, fp, ctx, written)
         finally:
+            stack.close()
             con.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
         return results
@@ -194,8 +212,8 @@ class _Load:
         prev_version, prev_files = latest.get(plan.asset, (0, []))
         version = prev_version + 1
         check_items = items_source if plan.depends_on_items else None
-        load = classify(
-            con, plan, pseudo, self.now, check_items[0] if check_items else None, f"classified_{i}"
+        load = self._classify(
+            con, plan, pseudo, check_items[0] if check_items else None, f"classified_{i}"
         )
         t_classify = timer.seconds
         out_dir = self.tmp / "out" / plan.asset
@@ -234,6 +252,18 @@ class _Load:
             **wv.counts,
         )
         return wv, parents
+
+    def _classify(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: AssetPlan,
+        pseudo: Pseudonymizer,
+        items_source: str | None,
+        table: str,
+    ) -> CleanedLoad:
+        if self.spark is not None:
+            return self.spark.classify(plan, pseudo, self.now, items_source, table)
+        return classify(con, plan, pseudo, self.now, items_source, table)
 
     def _nulls_of(self, con: duckdb.DuckDBPyConnection, stage: StagedTable) -> dict[str, int]:
         if stage.table not in self._source_nulls:
@@ -331,6 +361,7 @@ class _Load:
             **plan.params,
             **encryption_params(plan.kind, self.cipher),
             "adapter": req.adapter,
+            "engine": req.engine,
             "shopkeeper": __version__,
         }
         con.execute(
@@ -379,12 +410,20 @@ def ingest(
         reasons, rows (in the new version) and status (`written` or `unchanged`).
 
     Raises:
-        ConfigError: bad mapping, adapter or kind (nothing written).
+        ConfigError: bad mapping, adapter, kind or engine, or no Java for the Spark
+            engine (nothing written).
         IngestError: the source cannot be read (nothing written).
+        ImportError: the Spark engine without PySpark (`pip install "shopkeeper[spark]"`).
     """
     settings = settings or ShopkeeperSettings()
     if req.kind is not None and req.kind not in ASSET_KINDS:
         raise ConfigError(f"unknown kind {req.kind!r}; known: {list(ASSET_KINDS)}")
+    if req.engine not in ENGINES:
+        raise ConfigError(f"unknown engine {req.engine!r}; known: {list(ENGINES)}")
+    if req.engine == "spark":
+        from shopkeeper.clean._spark import require_spark
+
+        require_spark()
     mapping = load_yaml_config(req.mapping_path, MappingConfig) if req.mapping_path else None
     if not req.path.exists():
         raise IngestError("no such file or folder", path=str(req.path))
