@@ -72,6 +72,22 @@ def render_training(out: dict[str, Any]) -> None:
     c.print(f"Try: shopkeeper recommend USER_ID --k 10 (model v{out['version']})", highlight=False)
 
 
+def render_export(out: dict[str, Any]) -> None:
+    """Print what an export wrote and the commands that train and import."""
+    c = console()
+    c.print(
+        f"exported {out['model']} training data to {out['folder']}: {out['users']:,} users "
+        f"in {out['row_groups']} row groups (at most {out['max_processes']} processes), "
+        f"{out['items']:,} items, {out['interactions']:,} interactions "
+        f"(events v{out['events_version']})",
+        highlight=False,
+    )
+    c.print("Copy the folder to every machine (or share it), then on each one run:")
+    c.print(f"  {out['commands']['train']}", highlight=False, soft_wrap=True)
+    c.print("and, with the folder's model/ back here:", highlight=False)
+    c.print(f"  {out['commands']['import']}", highlight=False, soft_wrap=True)
+
+
 @train.command("rec")
 @click.option(
     "--model",
@@ -90,6 +106,30 @@ def render_training(out: dict[str, Any]) -> None:
     help="YAML file with the model's config (its hyperparameters).",
 )
 @click.option("--event-type", "event_types", multiple=True, help="Interaction type (repeatable).")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Data-parallel training processes on this machine (torchrun; sasrec only).",
+)
+@click.option(
+    "--export-ddp",
+    "export_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the training data (sharded Parquet) to a new folder for a multi-machine "
+    "torchrun fit instead of training here; prints the commands.",
+)
+@click.option(
+    "--from-ddp",
+    "import_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Store the model a torchrun fit saved in an exported folder as rec_model.",
+)
 @json_option
 @click.pass_obj
 def rec_cmd(
@@ -98,22 +138,78 @@ def rec_cmd(
     minutes: float | None,
     config_path: Path | None,
     event_types: tuple[str, ...],
+    nproc: int,
+    export_dir: Path | None,
+    import_dir: Path | None,
 ) -> None:
-    """Fit a recommender on all interactions of the latest events; store it as `rec_model`."""
+    """Fit a recommender on all interactions of the latest events; store it as `rec_model`.
+
+    On several machines: --export-ddp DIR writes the data, torchrun trains on each
+    machine, --from-ddp DIR stores the model.
+    """
     from shopkeeper.rec._train import DEFAULT_REC_MODEL, train_rec
 
+    if import_dir is not None:
+        given = [model, minutes, config_path, export_dir, event_types or None]
+        if any(v is not None for v in given) or nproc != 1:
+            raise click.UsageError("--from-ddp takes no other training option")
+        _import(state, import_dir)
+        return
+    if export_dir is not None and nproc != 1:
+        raise click.UsageError("--export-ddp and --nproc do not go together")
     name = model or DEFAULT_REC_MODEL
     config = model_config(name, config_path)
+    budget_s = minutes * 60 if minutes is not None else None
+    if export_dir is not None:
+        from shopkeeper.rec._train_ddp import export_ddp
+
+        click.echo(f"exporting {name} training data to {export_dir} …", err=True)
+        exported = export_ddp(
+            state.workspace,
+            export_dir,
+            name,
+            config=config,
+            time_budget_s=budget_s,
+            event_types=list(event_types) or None,
+        )
+        if state.json:
+            emit_json(exported)
+        else:
+            render_export(exported)
+        return
     budget = f", budget {minutes:g} min" if minutes is not None else ""
-    click.echo(f"training {name} on the latest events{budget} …", err=True)
+    procs = f" with {nproc} processes" if nproc > 1 else ""
+    click.echo(f"training {name} on the latest events{budget}{procs} …", err=True)
     out = train_rec(
         state.workspace,
         name,
         config=config,
-        time_budget_s=minutes * 60 if minutes is not None else None,
+        time_budget_s=budget_s,
         event_types=list(event_types) or None,
+        nproc=nproc,
     )
     if state.json:
         emit_json(out)
     else:
         render_training(out)
+
+
+def _import(state: State, folder: Path) -> None:
+    """`--from-ddp`: store the folder's model, print as a training run."""
+    from shopkeeper.rec._train_ddp import import_ddp
+
+    click.echo(f"importing the model trained in {folder} …", err=True)
+    out = import_ddp(state.workspace, folder)
+    if state.json:
+        emit_json(out)
+        return
+    render_training(out)
+    ddp = out["ddp"]
+    if ddp:
+        n = ddp["world_size"]
+        console().print(
+            f"trained by {n} process{'es' if n != 1 else ''}"
+            + (" on sharded data" if ddp.get("sharded") else "")
+            + f", parameters sha256 {ddp['parameters_sha256'][:12]}",
+            highlight=False,
+        )

@@ -52,6 +52,7 @@ from shopkeeper.rec._train import (
     load_rec_model,
     train_rec,
 )
+from shopkeeper.rec._train_ddp import export_ddp, import_ddp
 
 __all__ = [
     "BASELINES",
@@ -82,7 +83,9 @@ __all__ = [
     "create_scorer",
     "evaluate_compression",
     "evaluate_scorer",
+    "export_ddp",
     "get_scorer_class",
+    "import_ddp",
     "k_core_mask",
     "leave_one_out",
     "load_rec_model",

@@ -77,6 +77,18 @@ class RecModel:
         return list(self.params["event_types"])
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What a `rec_model` fit reads from a workspace, and the version's params so far."""
+
+    scorer: RecScorer[Any]
+    inter: Interactions
+    data: TrainingData
+    params: dict[str, Any]
+    """model, config, events, embeddings and item-features versions, budget, counts."""
+    built_features: bool
+
+
 def train_rec(
     ws: Workspace,
     model: str | None = None,
@@ -86,6 +98,7 @@ def train_rec(
     event_types: Sequence[str] | None = None,
     features_config: FeaturesConfig | None = None,
     encoder: ItemEncoder | None = None,
+    nproc: int = 1,
 ) -> dict[str, Any]:
     """Fit `model` on all interactions of the latest events; store it as a `rec_model` version.
 
@@ -98,16 +111,71 @@ def train_rec(
         event_types: Event types that count as interactions (default as `read_interactions`).
         features_config: Settings for building item embeddings when there are none yet.
         encoder: A loaded encoder for that build.
+        nproc: Data-parallel processes on this machine (`torchrun`; models trained in
+            epochs only): more than 1 trains the model one process would.
 
     Returns:
         A summary: asset, version, model, config, events/embeddings versions, users,
         items, interactions, fit seconds, the scorer's `info`.
 
     Raises:
-        ConfigError: a bad config or time budget.
+        ConfigError: a bad config, time budget or process count.
         NotFoundError: no events (or no items to embed for a model that needs them).
     """
     name = model or DEFAULT_REC_MODEL
+    if nproc < 1:
+        raise ConfigError(f"the number of processes must be at least 1, not {nproc}")
+    if nproc > 1 and not get_scorer_class(name).trains_on_shards:
+        raise ConfigError(f"{name} does not train data-parallel; only sasrec does")
+    inputs = gather_inputs(
+        ws, name, config, time_budget_s, event_types, features_config, encoder, checkpoints=True
+    )
+    scorer, data = inputs.scorer, inputs.data
+    _log.info(
+        "training",
+        model=name,
+        users=inputs.inter.n_users,
+        items=inputs.inter.n_items,
+        budget_s=time_budget_s,
+        nproc=nproc,
+    )
+    timer = Stopwatch()
+    if nproc > 1:
+        from shopkeeper.rec.ddp import fit_distributed
+
+        scorer = fit_distributed(name, scorer.dump_config(), data, nproc)
+    else:
+        scorer.fit(data)
+    fit_seconds = round(timer.seconds, 3)
+    params = {**inputs.params, "fit_seconds": fit_seconds, "info": scorer.info}
+    version = save_model(ws, scorer, items_table(inputs.inter), params)
+    if data.checkpoint_dir is not None:
+        shutil.rmtree(data.checkpoint_dir, ignore_errors=True)
+    _log.info("saved model", asset=REC_MODEL_ASSET, version=version, fit=fit_seconds)
+    return {
+        "asset": REC_MODEL_ASSET,
+        "version": version,
+        **params,
+        "built_features": inputs.built_features,
+    }
+
+
+def gather_inputs(
+    ws: Workspace,
+    name: str,
+    config: dict[str, Any] | None,
+    time_budget_s: float | None,
+    event_types: Sequence[str] | None,
+    features_config: FeaturesConfig | None,
+    encoder: ItemEncoder | None,
+    *,
+    checkpoints: bool,
+) -> _Inputs:
+    """The scorer, the interactions and the training data of a `rec_model` fit.
+
+    Item embeddings are built first when the model reads them and there are none.
+    With `checkpoints`, the data names the workspace's checkpoint folder of the model.
+    """
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"the time budget must be positive, not {time_budget_s}")
     scorer = _create(name, config)
@@ -122,24 +190,17 @@ def train_rec(
     histories = Histories.from_pairs(
         inter.users, inter.items, inter.n_users, inter.n_items, inter.ts
     )
-    build_id = new_build_id()
     # One folder per model, kept when a fit dies: the next run resumes from it when its
     # fingerprint (config and data) matches, and starts afresh otherwise.
-    checkpoints = ws.home / "checkpoints" / REC_MODEL_ASSET / name
+    folder = ws.home / "checkpoints" / REC_MODEL_ASSET / name if checkpoints else None
     data = TrainingData(
         histories,
         vectors,
         time_budget_s=time_budget_s,
-        checkpoint_dir=checkpoints,
+        checkpoint_dir=folder,
         item_texts=texts,
         item_attributes=None if attrs is None else attrs[0],
     )
-    _log.info(
-        "training", model=name, users=inter.n_users, items=inter.n_items, budget_s=time_budget_s
-    )
-    timer = Stopwatch()
-    scorer.fit(data)
-    fit_seconds = round(timer.seconds, 3)
     params = {
         "model": name,
         "config": scorer.dump_config(),
@@ -151,18 +212,8 @@ def train_rec(
         "users": inter.n_users,
         "items": inter.n_items,
         "interactions": len(inter),
-        "fit_seconds": fit_seconds,
-        "info": scorer.info,
     }
-    version = _save(ws, build_id, scorer, inter, params)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    _log.info("saved model", asset=REC_MODEL_ASSET, version=version, fit=fit_seconds)
-    return {
-        "asset": REC_MODEL_ASSET,
-        "version": version,
-        **params,
-        "built_features": built,
-    }
+    return _Inputs(scorer, inter, data, params, built)
 
 
 def _create(name: str, config: dict[str, Any] | None) -> RecScorer[Any]:
@@ -206,24 +257,26 @@ def _vectors(
     return vectors, version, built
 
 
-def _save(
-    ws: Workspace,
-    build_id: str,
-    scorer: RecScorer[Any],
-    inter: Interactions,
-    params: dict[str, Any],
-) -> int:
-    """Write the scorer and its item list to tmp and commit them as a new version."""
-    tmp = ws.tmp_dir / build_id
+def items_table(inter: Interactions) -> pa.Table:
+    """The catalog a model ranks: item id, score column and training interactions."""
     counts = np.bincount(inter.items, minlength=inter.n_items)
-    items = pa.table(
+    return pa.table(
         {
             "item_id": pa.array(inter.item_ids, pa.string()),
             "item_index": pa.array(np.arange(inter.n_items, dtype=np.int64)),
             "interactions": pa.array(counts.astype(np.int64)),
         }
     )
-    parents = [("events", inter.events_version, "trained_on")]
+
+
+def save_model(
+    ws: Workspace, scorer: RecScorer[Any], items: pa.Table, params: dict[str, Any]
+) -> int:
+    """Write the scorer and its item list to tmp and commit them as a new version."""
+    build_id = new_build_id()
+    tmp = ws.tmp_dir / build_id
+    n_items = items.num_rows
+    parents = [("events", params["events_version"], "trained_on")]
     if params["embeddings_version"] is not None:
         parents.append((EMBEDDINGS_ASSET, params["embeddings_version"], "item_text_from"))
     if params.get("item_features_version") is not None:
@@ -248,10 +301,10 @@ def _save(
                 kind="rec_model",
                 transform="rec.train",
                 params=params,
-                row_count=inter.n_items,
+                row_count=n_items,
                 schema=[{**c, "pii": "none"} for c in _SCHEMA],
                 files=[
-                    ("data", tmp / ITEMS_FILE, inter.n_items),
+                    ("data", tmp / ITEMS_FILE, n_items),
                     *(("artifact", p, 1) for p in artifacts),
                 ],
                 parents=parents,
