@@ -65,6 +65,19 @@ def test_overload_gets_fast_429_with_retry_after(home: Path, keys: dict[str, str
     assert refused.json()["type"] == "Overloaded"
 
 
+def test_past_the_steady_limit_a_burst_gets_in_only_while_the_queue_is_young(
+    home: Path, keys: dict[str, str]
+) -> None:
+    paths = [f"/recommend/{u}" for u in USERS]
+    slow = {"batch_window_ms": 300, "cache_size": 0, "steady_inflight": 1}
+    young = create_app(settings(home, **slow, queue_age_ms=60_000))  # every wait is young
+    codes = [r.status_code for r in asyncio.run(_concurrently(young, paths, keys["reader"]))]
+    assert codes == [200] * len(USERS)
+    old = create_app(settings(home, **slow, queue_age_ms=0.001))  # the first one is old at once
+    codes = [r.status_code for r in asyncio.run(_concurrently(old, paths, keys["reader"]))]
+    assert sorted(codes) == [200] + [429] * (len(USERS) - 1)
+
+
 def test_hot_reload_swaps_model_without_dropping_requests(home: Path, keys: dict[str, str]) -> None:
     ws = Workspace.at(home)
     codes: list[int] = []

@@ -3,7 +3,8 @@
 The lifespan opens the `Service` (snapshot, live store, keys) and runs the reload
 loop (new model or data versions are picked up without dropping requests) and, when
 configured, the compaction loop. A pure ASGI guard in front refuses work the worker
-cannot take (429 with Retry-After past `max_inflight`, 413 past `max_body_bytes`)
+cannot take (429 with Retry-After past `max_inflight`, or past `steady_inflight` once
+the oldest request in flight has waited `queue_age_ms`; 413 past `max_body_bytes`)
 before any parsing, and records per-route metrics and one structured access line
 that names the route template, never the raw path (which may hold a user id).
 """
@@ -47,6 +48,18 @@ class Guard:
     def __init__(self, app: ASGIApp, settings: ServeSettings) -> None:
         self.app, self.settings = app, settings
         self.inflight = 0
+        self._started: dict[int, float] = {}  # start time of each guarded request in flight
+        self._next_token = 0
+
+    def _admits(self, now: float) -> bool:
+        """Room for one more: under the steady limit, or past it while the queue is young."""
+        s = self.settings
+        if self.inflight >= s.max_inflight:
+            return False
+        if self.inflight < s.steady_inflight:
+            return True
+        oldest = min(self._started.values(), default=now)
+        return (now - oldest) * 1000 < s.queue_age_ms
 
     def _service(self, scope: Scope) -> Service | None:
         state = getattr(scope.get("app"), "state", None)
@@ -59,7 +72,8 @@ class Guard:
         path: str = scope["path"]
         service = self._service(scope)
         guarded = not path.startswith(_UNGUARDED)
-        if guarded and self.inflight >= self.settings.max_inflight:
+        start = time.perf_counter()
+        if guarded and not self._admits(start):
             if service is not None:
                 service.metrics.rejected.labels("overload").inc()
             resp = _error(429, "Overloaded", "the server is at capacity; retry shortly")
@@ -82,14 +96,18 @@ class Guard:
                 status["code"] = message["status"]
             await send(message)
 
-        start = time.perf_counter()
-        self.inflight += guarded
-        if service is not None and guarded:
-            service.metrics.inflight.inc()
+        token = self._next_token = self._next_token + 1
+        if guarded:
+            self.inflight += 1
+            self._started[token] = start
+            if service is not None:
+                service.metrics.inflight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.inflight -= guarded
+            if guarded:
+                self.inflight -= 1
+                del self._started[token]
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
             if service is not None:

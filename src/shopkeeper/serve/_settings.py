@@ -15,11 +15,18 @@ class ServeSettings(BaseSettings):
 
     home: Path = Path(".shopkeeper")
     """The workspace served (the CLI passes its `--home`)."""
-    max_inflight: PositiveInt = 8
-    """Requests one worker handles at once; more get 429 with Retry-After. At capacity the
-    limit is what queues, so it bounds the wait (Little's law: about `max_inflight` over the
-    worker's rate, ~20 ms at 400/s) and the event loop stays free to refuse the excess fast;
-    32 here measured 429s at p99 164 ms and fewer answers at 1,000/s (benchmarks/README.md)."""
+    max_inflight: PositiveInt = 32
+    """Requests one worker holds at once, ever; more get 429 with Retry-After."""
+    steady_inflight: PositiveInt = 8
+    """Past this many in flight, a request is admitted only while the oldest one in flight
+    is younger than `queue_age_ms`: a burst on a server that keeps up gets in, sustained
+    overload is refused at about this many. At capacity the admitted requests are the
+    queue, so the limit bounds the wait (Little's law: about `steady_inflight` over the
+    worker's rate, ~20 ms at 400/s) and leaves the event loop free to refuse the excess
+    fast; a flat 32 measured 429s at p99 164 ms at 1,000/s (benchmarks/README.md)."""
+    queue_age_ms: PositiveFloat = 10.0
+    """How old the oldest request in flight may be for a worker past `steady_inflight`
+    to admit one more."""
     retry_after_s: PositiveInt = 1
     """The Retry-After of a 429."""
     request_timeout_ms: PositiveFloat = 250.0
