@@ -34,7 +34,6 @@ from sqlglot import exp
 from shopkeeper.errors import ConfigError
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
 _SPACES = "\\x{20}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{202f}\\x{205f}\\x{3000}"
@@ -301,15 +300,6 @@ class SparkSqlRunner:
         df.createOrReplaceTempView(name)
         self.views.add(name)
 
-    def register_arrow(self, name: str, table: pa.Table) -> None:
-        """Ship an Arrow table to Spark as the temp view `name`."""
-        self.register(name, self.spark.createDataFrame(table))
-
-    def fetch_arrow(self, name: str) -> pa.Table:
-        """The rows of temp view `name` as Arrow."""
-        table: pa.Table = self.spark.table(name).toArrow()
-        return table
-
     def drop(self, name: str) -> None:
         """Drop temp view `name` if this runner made it."""
         if name in self.views:
@@ -336,6 +326,7 @@ def spark_config(master: str, driver_memory: str, shuffle_partitions: int) -> di
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
 
 

@@ -162,7 +162,8 @@ class _Load:
             if req.engine == "spark":
                 from shopkeeper.warehouse._spark_engine import SparkCleaner, spark_session
 
-                self.spark = SparkCleaner(con, stack.enter_context(spark_session(self.settings)))
+                session = stack.enter_context(spark_session(self.settings))
+                self.spark = SparkCleaner(con, session, self.tmp / "spark")
                 stack.callback(self.spark.close)
             ctx = AdapterContext(con, self.tmp / "staged")
             with progress("Reading sources", total=None) as pb:
