@@ -22,8 +22,17 @@ if TYPE_CHECKING:
 
     from shopkeeper.search import Searcher, SearchFilters, SearchPage
 
-SEARCH_MODEL_CHOICES = ("auto", "bm25", "dense", "hybrid")
-EVAL_MODEL_CHOICES = ("random", "bm25", "bm25-nospell", "dense", "hybrid", "all")
+SEARCH_MODEL_CHOICES = ("auto", "bm25", "dense", "hybrid", "ranker")
+EVAL_MODEL_CHOICES = (
+    "random",
+    "bm25",
+    "bm25-nospell",
+    "dense",
+    "hybrid",
+    "ranker",
+    "ranker-fp32",
+    "all",
+)
 
 
 def read_tsv(path: Path, what: str) -> list[tuple[str, str]]:
@@ -104,7 +113,8 @@ def _filter_options(f: F) -> F:
     type=click.Choice(SEARCH_MODEL_CHOICES),
     default="auto",
     show_default=True,
-    help="auto: hybrid when `features build` has made item vectors, else bm25.",
+    help="auto: the `train search` ranker when it beat its first stage, else hybrid when "
+    "`features build` has made item vectors, else bm25.",
 )
 @click.option("--no-spelling", is_flag=True, help="Do not correct unknown query words.")
 @_filter_options
@@ -250,14 +260,19 @@ def render_search_report(report: dict[str, Any]) -> None:
     )
     k, rk = p["k"], p["recall_k"]
     t = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    cols = [f"nDCG@{k}", f"Recall@{rk}", f"MRR@{k}", f"rerank nDCG@{k}", f"rerank MRR@{k}", "q/s"]
-    for col in ("model", *cols):
+    cols = [f"nDCG@{k}", f"Recall@{rk}", f"MRR@{k}", f"rerank nDCG@{k}", f"rerank MRR@{k}"]
+    for col in ("model", *cols, "RMSE", "q/s"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for m in report["models"]:
         f, r = m["full"], m["rerank"]
         vals = [f[f"nDCG@{k}"], f[f"Recall@{rk}"], f[f"MRR@{k}"], r[f"nDCG@{k}"], r[f"MRR@{k}"]]
-        qps = m["queries_per_second"]
-        t.add_row(m["model"], *(f"{v:.4f}" for v in vals), f"{qps:,.0f}" if qps else "-")
+        qps, err = m["queries_per_second"], m.get("rmse")
+        t.add_row(
+            m["model"],
+            *(f"{v:.4f}" if v is not None else "-" for v in vals),
+            f"{err:.4f}" if err is not None else "-",
+            f"{qps:,.0f}" if qps else "-",
+        )
     c.print(t)
     if "fusion" in report:
         ch = report["fusion"]["chosen"]
@@ -268,7 +283,7 @@ def render_search_report(report: dict[str, Any]) -> None:
         )
     c.print(
         f"RMSE of predicting the train mean grade: {report['rmse']['constant_train_mean']:.4f} "
-        "(no model here predicts grades)",
+        "(only the ranker predicts grades)",
         highlight=False,
     )
 
@@ -279,7 +294,8 @@ def render_search_report(report: dict[str, Any]) -> None:
     "models",
     type=click.Choice(EVAL_MODEL_CHOICES),
     multiple=True,
-    help="A model (repeatable; default: random, bm25, and dense + hybrid when item vectors exist).",
+    help="A model (repeatable; default: random, bm25, dense + hybrid when item vectors exist, "
+    "and ranker + ranker-fp32 when `train search` has stored one).",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Split and tie seed.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None, help="Sample queries.")
@@ -302,11 +318,13 @@ def search_eval_cmd(
     """Evaluate search on judged queries: full-catalogue and rerank protocols."""
     from shopkeeper.search import SearchEvalConfig, evaluate_search
     from shopkeeper.search._open import has_dense
+    from shopkeeper.search._ranker_asset import has_ranker
 
     chosen: list[Any] = list(dict.fromkeys(models))
     if not chosen or "all" in chosen:
         dense = has_dense(state.workspace)
-        chosen = ["random", "bm25", *(["dense", "hybrid"] if dense else [])]
+        ranker = ["ranker", "ranker-fp32"] if has_ranker(state.workspace) else []
+        chosen = ["random", "bm25", *(["dense", "hybrid"] if dense else []), *ranker]
     given = {"seed": seed, "max_queries": max_queries}
     cfg = SearchEvalConfig.model_validate({k: v for k, v in given.items() if v is not None})
     report = evaluate_search(

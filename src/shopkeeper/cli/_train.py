@@ -213,3 +213,55 @@ def _import(state: State, folder: Path) -> None:
             + f", parameters sha256 {ddp['parameters_sha256'][:12]}",
             highlight=False,
         )
+
+
+@train.command("search")
+@click.option(
+    "--model",
+    type=click.Choice(["cross-encoder"]),
+    default="cross-encoder",
+    show_default=True,
+    help="The learned ranker: a cross-encoder (query, item text) -> relevance, fine-tuned "
+    "from the pre-trained transformer, that reranks the first stage's top candidates.",
+)
+@time_budget_option("Stop training after this many minutes with the best weights so far.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    metavar="YAML",
+    default=None,
+    help="YAML file with the ranker's config (depth, negatives, epochs, learning rate, …).",
+)
+@json_option
+@click.pass_obj
+def search_cmd(state: State, model: str, minutes: float | None, config_path: Path | None) -> None:
+    """Fine-tune the search ranker on the judged train queries; store it as `search_ranker`.
+
+    The split is `evaluate search`'s (seed 0), so its test queries are never trained on;
+    `search` then reranks with it when it beat its first stage on the validation queries.
+    """
+    from shopkeeper.search._train_ranker import RankerConfig, train_ranker
+
+    cfg = load_yaml_config(config_path, RankerConfig) if config_path else RankerConfig()
+    budget = f", budget {minutes:g} min" if minutes is not None else ""
+    click.echo(f"training the {model} search ranker{budget} …", err=True)
+    out = train_ranker(state.workspace, cfg, minutes * 60 if minutes is not None else None)
+    if state.json:
+        emit_json(out)
+        return
+    c = console()
+    c.print(
+        f"{out['asset']} v{out['version']}: {out['model']} over {out['base']} (top "
+        f"{cfg.depth}), {out['steps']:,} of {out['steps_planned']:,} steps in "
+        f"{out['seconds']:.0f} s ({out['stopped']}); {out['judged_pairs']:,} judged and "
+        f"{out['negative_pairs']:,} negative pairs from {out['train_queries']:,} train queries",
+        highlight=False,
+    )
+    c.print(
+        f"validation nDCG@10 ({out['validation_queries']:,} queries): first stage "
+        f"{out['validation_ndcg_base']:.4f}, reranked {out['validation_ndcg']:.4f} "
+        f"(best at step {out['best_step']:,})",
+        highlight=False,
+    )
+    c.print("Try: shopkeeper evaluate search --model hybrid --model ranker", highlight=False)

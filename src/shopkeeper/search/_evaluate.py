@@ -8,8 +8,10 @@ validation queries, every figure is measured on the test queries. Two protocols:
 - rerank: each model only orders the query's judged items. nDCG@10, MRR@10. The judged
   items are mostly relevant, so even a random order scores high here.
 
-RMSE needs a model that predicts the relevance grade; none of these does, so the report
-gives the reference a predictor must beat: the train queries' mean grade.
+RMSE is of the relevance grade a model predicts for each judged test pair: the learned
+ranker (`train search`) predicts one; the report also gives the reference a predictor must
+beat, the train queries' mean grade. The ranker is evaluated at its serving precision
+(`ranker`, int8 by default) and in fp32 (`ranker-fp32`), on the split it was trained with.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from shopkeeper.search._fusion import FusionConfig, HybridRetriever, fuse, rank_
 from shopkeeper.search._metrics import rmse
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
+from shopkeeper.search._ranker_asset import open_reranked
+from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import CHUNK, LexicalRetriever, Ranked, top_k
 
 if TYPE_CHECKING:
@@ -34,14 +38,24 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from shopkeeper.features import ItemEncoder
+    from shopkeeper.search._cross_encoder import RankerPrecision
     from shopkeeper.search._data import Judged
     from shopkeeper.search._retrieve import DenseRetriever, Retriever
     from shopkeeper.warehouse import Workspace
 
 _log = get_logger(__name__)
 
-ModelName = Literal["random", "bm25", "bm25-nospell", "dense", "hybrid"]
-SEARCH_MODELS: tuple[ModelName, ...] = ("random", "bm25", "bm25-nospell", "dense", "hybrid")
+ModelName = Literal["random", "bm25", "bm25-nospell", "dense", "hybrid", "ranker", "ranker-fp32"]
+SEARCH_MODELS: tuple[ModelName, ...] = (
+    "random",
+    "bm25",
+    "bm25-nospell",
+    "dense",
+    "hybrid",
+    "ranker",
+    "ranker-fp32",
+)
+RANKERS = ("ranker", "ranker-fp32")
 
 
 class SearchEvalConfig(BaseModel):
@@ -93,6 +107,20 @@ def run_rerank(
     """Scores of each query's candidate rows, in batches."""
     parts = _batched(model, queries, lambda e, s: model.score(e, rows[s : s + batch]), batch)
     return np.concatenate(parts) if parts else np.zeros(rows.shape, np.float32)
+
+
+def _rerank_parts(
+    model: RerankedRetriever, queries: Sequence[str], rows: npt.NDArray[np.int64], batch: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The final scores and the ranker's logits of each query's candidate rows."""
+    final, logits = [], []
+    for s in range(0, len(queries), batch):
+        lg, sc = model.score_parts(model.encode(queries[s : s + batch]), rows[s : s + batch])
+        final.append(sc)
+        logits.append(lg)
+    if not final:
+        return np.zeros(rows.shape, np.float32), np.zeros(rows.shape, np.float32)
+    return np.concatenate(final), np.concatenate(logits)
 
 
 def _summary(per_query: dict[str, npt.NDArray[np.float64]]) -> dict[str, Any]:
@@ -178,6 +206,8 @@ def evaluate_search(
     val = _sample(parts["validation"], cfg.max_queries, cfg.seed + 1)
     qrels = Qrels(test, item_ids, cfg.min_grade, cfg.relevant_grade)
     dense: DenseRetriever | None = None
+    if any(m in RANKERS for m in models):
+        _check_ranker_split(ws, cfg)
     if any(m in ("dense", "hybrid") for m in models):
         if not has_dense(ws):
             raise ConfigError("dense and hybrid need item vectors: run `shopkeeper features build`")
@@ -197,7 +227,12 @@ def evaluate_search(
     }
     rows: list[dict[str, Any]] = []
     for name in models:
-        model, extra = _model(name, lexical, dense, val, item_ids, cfg)
+        if name in RANKERS:
+            precision: RankerPrecision | None = "fp32" if name == "ranker-fp32" else None
+            model: Retriever | None = open_reranked(ws, lexical, dense, precision)
+            extra = None
+        else:
+            model, extra = _model(name, lexical, dense, val, item_ids, cfg)
         if extra:
             report["fusion"] = extra
         result, per = _evaluate_one(name, model, test, qrels, cfg, len(item_ids))
@@ -264,7 +299,10 @@ def _evaluate_one(
     else:
         ranked = run_full(model, test.queries, depth, cfg.batch_size).rows
     seconds = timer.seconds
-    if model is not None:
+    logits = None
+    if isinstance(model, RerankedRetriever):
+        cand_scores, logits = _rerank_parts(model, test.queries, qrels.candidates, cfg.batch_size)
+    elif model is not None:
         cand_scores = run_rerank(model, test.queries, qrels.candidates, cfg.batch_size)
     full = qrels.full_metrics(ranked, cfg.k, cfg.recall_k)
     rerank = qrels.rerank_metrics(cand_scores, cfg.k, cfg.seed)
@@ -275,6 +313,10 @@ def _evaluate_one(
         "seconds": round(seconds, 3),
         "queries_per_second": round(len(test.queries) / seconds, 1) if seconds > 0 else None,
     }
+    if isinstance(model, RerankedRetriever) and model.grades is not None and logits is not None:
+        judged = qrels.candidates >= 0
+        predicted = model.grade(logits[judged])
+        result["rmse"] = round(rmse(predicted, qrels.ideal[judged] + cfg.min_grade), 4)
     _log.info("evaluated search model", model=result["model"], **result["full"])
     return result, {"full": full, "rerank": rerank}
 
@@ -290,6 +332,24 @@ def _rows(
             row[c] = None if np.isnan(v[i]) else round(float(v[i]), 6)
         out.append(row)
     return out
+
+
+def _check_ranker_split(ws: Workspace, cfg: SearchEvalConfig) -> None:
+    """The stored ranker must be tested on the split it was trained with (else test
+    queries may be among its training queries).
+
+    Raises:
+        ConfigError: the protocol's split differs from the ranker's.
+    """
+    from shopkeeper.search._ranker_asset import RANKER_ASSET, stored_params
+
+    trained = stored_params(ws)["split"]
+    asked = {k: getattr(cfg, k) for k in trained}
+    if asked != trained:
+        raise ConfigError(
+            f"the {RANKER_ASSET} was trained on the split {trained}; evaluating it on "
+            f"{asked} would test it on its own training queries"
+        )
 
 
 def _rmse_reference(train: Judged, test: Judged, cfg: SearchEvalConfig) -> dict[str, Any]:

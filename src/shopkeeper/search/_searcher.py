@@ -28,6 +28,8 @@ from shopkeeper.search._personalize import (
     load_user_profiles,
     personalize,
 )
+from shopkeeper.search._ranker_asset import has_ranker, open_reranked, stored_params
+from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Ranked
 from shopkeeper.warehouse import Warehouse
 
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 
-SearchModel = Literal["auto", "bm25", "dense", "hybrid"]
+SearchModel = Literal["auto", "bm25", "dense", "hybrid", "ranker"]
 Hit = dict[str, Any]
 
 FACET_POOL = 100
@@ -101,14 +103,22 @@ class Searcher:
         encoder: ItemEncoder | None = None,
         spelling: bool = True,
     ) -> Searcher:
-        """A searcher over the workspace's latest items (`auto`: hybrid when `features
-        build` has made item vectors, else BM25).
+        """A searcher over the workspace's latest items.
+
+        `auto` is the best configuration the workspace has: the ranker of `train search`
+        over its first stage when one is stored and beat that first stage on its
+        validation queries, else hybrid when `features build` has made item vectors,
+        else BM25.
 
         Raises:
             ConfigError: dense or hybrid asked for without item vectors.
+            NotFoundError: ranker asked for and none has been trained.
         """
         lexical = open_lexical(ws, spelling=spelling)
         dense_ok = model != "bm25" and has_dense(ws)
+        if model == "ranker" or (model == "auto" and _ranker_helps(ws, dense_ok)):
+            dense = open_dense(ws, lexical.item_ids, encoder) if dense_ok else None
+            return cls(open_reranked(ws, lexical, dense), workspace=ws)
         if model == "auto":
             model = "hybrid" if dense_ok else "bm25"
         if model == "bm25":
@@ -352,11 +362,23 @@ class Searcher:
         return rows
 
 
+def _ranker_helps(ws: Workspace, dense_ok: bool) -> bool:
+    """A ranker is stored, its first stage can be opened, and it beat that first stage."""
+    if not has_ranker(ws):
+        return False
+    params = stored_params(ws)
+    if params.get("fusion") is not None and not dense_ok:
+        return False
+    return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
+
+
 def _truncate(ranked: Ranked, k: int) -> Ranked:
     return Ranked(ranked.rows[:, :k], ranked.scores[:, :k])
 
 
 def _dense(retriever: Retriever) -> DenseRetriever | None:
+    if isinstance(retriever, RerankedRetriever):
+        return _dense(retriever.base)
     if isinstance(retriever, DenseRetriever):
         return retriever
     if isinstance(retriever, HybridRetriever):
@@ -365,6 +387,8 @@ def _dense(retriever: Retriever) -> DenseRetriever | None:
 
 
 def _lexical(retriever: Retriever) -> LexicalRetriever | None:
+    if isinstance(retriever, RerankedRetriever):
+        return _lexical(retriever.base)
     if isinstance(retriever, LexicalRetriever):
         return retriever
     if isinstance(retriever, HybridRetriever):

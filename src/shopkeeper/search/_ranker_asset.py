@@ -1,0 +1,203 @@
+"""The fine-tuned ranker as a versioned asset, `search_ranker`.
+
+A version holds the fp32 cross-encoder (Hugging Face files, as artifacts) and its
+training history (`history.parquet`, the data file: one row per validation). Its params
+record the training config, the first stage it reranks, the data versions it was trained
+on (parents: queries, judgments, search index, item embeddings when hybrid) and the grade
+scale that maps `sigmoid(logit)` back to a relevance grade.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shopkeeper.errors import NotFoundError
+from shopkeeper.features import EMBEDDINGS_ASSET, INDEX_ASSET
+from shopkeeper.features._text import read_item_texts
+from shopkeeper.search._assets import SEARCH_INDEX_ASSET
+from shopkeeper.search._cross_encoder import CrossEncoder, RankerPrecision
+from shopkeeper.search._fusion import FusionConfig, HybridRetriever
+from shopkeeper.search._open import has_dense, open_dense
+from shopkeeper.search._rerank import RerankedRetriever
+from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
+
+if TYPE_CHECKING:
+    from shopkeeper.search._data import Judged
+    from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Retriever
+    from shopkeeper.warehouse import Workspace
+
+RANKER_ASSET = "search_ranker"
+HISTORY_FILE = "history.parquet"
+_HISTORY_SCHEMA = pa.schema(
+    [
+        ("step", pa.int64()),
+        ("epoch", pa.int64()),
+        ("loss", pa.float64()),
+        ("val_ndcg", pa.float64()),
+        ("blend", pa.float64()),
+        ("seconds", pa.float64()),
+    ]
+)
+_SCHEMA_DOCS = {
+    "step": "Optimizer steps done at this validation.",
+    "epoch": "Epoch of the step (0: before training).",
+    "loss": "Mean training loss over the steps since the last validation.",
+    "val_ndcg": "Validation full-catalogue nDCG@10 with the first stage's pool reranked.",
+    "blend": "The first stage's share of the final score that gave val_ndcg.",
+    "seconds": "Seconds since training started.",
+}
+
+
+@dataclass
+class StoredRanker:
+    """A loaded `search_ranker` version."""
+
+    ranker: CrossEncoder
+    version: int
+    params: dict[str, Any]
+
+    @property
+    def depth(self) -> int:
+        """Candidates per query it reranks."""
+        return int(self.params["config"]["depth"])
+
+
+def has_ranker(ws: Workspace) -> bool:
+    """Whether `train search` has stored a ranker here."""
+    with Warehouse(ws, read_only=True) as wh:
+        return wh.latest(RANKER_ASSET) is not None
+
+
+def save_ranker(
+    ws: Workspace,
+    ce: CrossEncoder,
+    params: dict[str, Any],
+    history: list[dict[str, Any]],
+    base: Retriever,
+    judged: Judged,
+) -> int:
+    """Commit the trained ranker as a new `search_ranker` version; its number."""
+    build_id = new_build_id()
+    tmp = ws.tmp_dir / build_id
+    parents = [
+        ("queries", judged.queries_version, "trained_on"),
+        ("judgments", judged.judgments_version, "trained_on"),
+    ]
+    index_version = getattr(getattr(base, "lexical", base), "index", None)
+    if index_version is not None and index_version.version:
+        parents.append((SEARCH_INDEX_ASSET, int(index_version.version), "candidates_from"))
+    dense = getattr(base, "dense", None)
+    with ws.write_lock():
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            artifacts = ce.save(tmp)
+            table = pa.Table.from_pylist(history, schema=_HISTORY_SCHEMA)
+            pq.write_table(table, tmp / HISTORY_FILE)
+            with Warehouse(ws, read_only=True) as wh:
+                if dense is not None:
+                    emb = wh.version(INDEX_ASSET, dense.ann.version).params["embeddings_version"]
+                    parents.append((EMBEDDINGS_ASSET, int(emb), "candidates_from"))
+                latest = wh.latest(RANKER_ASSET)
+            if latest is not None:
+                parents.append((RANKER_ASSET, latest.version, "previous"))
+            dv = DerivedVersion(
+                asset=RANKER_ASSET,
+                kind="search_ranker",
+                transform="search.train_ranker",
+                params=params,
+                row_count=table.num_rows,
+                schema=[
+                    {
+                        "name": f.name,
+                        "type": str(f.type),
+                        "nullable": True,
+                        "pii": "none",
+                        "doc": _SCHEMA_DOCS[f.name],
+                    }
+                    for f in _HISTORY_SCHEMA
+                ],
+                files=[
+                    ("data", tmp / HISTORY_FILE, table.num_rows),
+                    *(("artifact", p, 1) for p in artifacts),
+                ],
+                parents=parents,
+            )
+            return commit_derived(ws, dv, build_id)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stored_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
+    """The params of a stored ranker version (the latest by default).
+
+    Raises:
+        NotFoundError: no ranker has been trained (or no such version).
+    """
+    with Warehouse(ws, read_only=True) as wh:
+        if version is None and wh.latest(RANKER_ASSET) is None:
+            raise NotFoundError("no search ranker yet; run `shopkeeper train search` first")
+        return dict(wh.version(RANKER_ASSET, version).params)
+
+
+def load_ranker(
+    ws: Workspace, version: int | None = None, precision: RankerPrecision | None = None
+) -> StoredRanker:
+    """A stored ranker (the latest by default), served at its trained `precision` unless
+    another is asked for.
+
+    Raises:
+        NotFoundError: no ranker has been trained (or no such version).
+    """
+    with Warehouse(ws, read_only=True) as wh:
+        if version is None and wh.latest(RANKER_ASSET) is None:
+            raise NotFoundError("no search ranker yet; run `shopkeeper train search` first")
+        v = wh.version(RANKER_ASSET, version)
+        artifacts = wh.files(RANKER_ASSET, v.version, "artifact")
+    cfg = v.params["config"]
+    ranker = CrossEncoder.load(
+        artifacts[0].parent, precision or cfg["precision"], int(cfg["max_length"])
+    )
+    return StoredRanker(ranker, v.version, dict(v.params))
+
+
+def open_reranked(
+    ws: Workspace,
+    lexical: LexicalRetriever,
+    dense: DenseRetriever | None = None,
+    precision: RankerPrecision | None = None,
+    version: int | None = None,
+) -> RerankedRetriever:
+    """The stored ranker over the first stage it was trained with (hybrid with its stored
+    fusion, or BM25), at its serving precision unless another is asked for.
+
+    Raises:
+        NotFoundError: no ranker, or a hybrid-trained ranker without item vectors.
+    """
+    stored = load_ranker(ws, version, precision)
+    base: Retriever = lexical
+    if stored.params.get("fusion") is not None:
+        if dense is None:
+            if not has_dense(ws):
+                raise NotFoundError(
+                    f"{RANKER_ASSET} v{stored.version} reranks hybrid results, but there are "
+                    "no item vectors: run `shopkeeper features build`"
+                )
+            dense = open_dense(ws, lexical.item_ids)
+        fusion = FusionConfig.model_validate(stored.params["fusion"])
+        base = HybridRetriever(lexical, dense, fusion)
+    with Warehouse(ws, read_only=True) as wh:
+        texts = read_item_texts(wh, lexical.item_ids)
+    grades = stored.params["grades"]
+    return RerankedRetriever(
+        base,
+        stored.ranker,
+        texts,
+        stored.depth,
+        (float(grades["min_grade"]), float(grades["max_grade"])),
+        float(stored.params.get("blend", 0.0)),
+    )
