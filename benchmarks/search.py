@@ -137,10 +137,10 @@ def judged_test_queries(ws: Any, report: dict[str, Any]) -> Any:
 
 def sampled_test_queries(ws: Any, report: dict[str, Any]) -> Any:
     """The test queries `evaluate_search` sampled for `report` (its `max_queries`)."""
-    from shopkeeper.search._evaluate import _sample
+    from shopkeeper.search._evaluate import sample_judged
 
     p = report["protocol"]
-    return _sample(judged_test_queries(ws, report), p["max_queries"], p["seed"])
+    return sample_judged(judged_test_queries(ws, report), p["max_queries"], p["seed"])
 
 
 def typo_tolerance(models: dict[str, Any], test: Any, report: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,8 @@ def _summary(per_query: dict[str, npt.NDArray[np.float64]]) -> dict[str, Any]:
     return out
 
 
-def _sample(judged: Judged, n: int | None, seed: int) -> Judged:
+def sample_judged(judged: Judged, n: int | None, seed: int) -> Judged:
+    """`n` of the queries (seeded; all of them when `n` is None or not smaller)."""
     if n is None or n >= len(judged.query_ids):
         return judged
     keep = np.zeros(len(judged.query_ids), dtype=bool)
@@ -202,8 +203,8 @@ def evaluate_search(
     judged = load_judged(ws)
     split = split_queries(judged.query_ids, cfg.seed, cfg.validation_fraction, cfg.test_fraction)
     parts = {s: judged.subset(split == s) for s in SPLITS}
-    test = _sample(parts["test"], cfg.max_queries, cfg.seed)
-    val = _sample(parts["validation"], cfg.max_queries, cfg.seed + 1)
+    test = sample_judged(parts["test"], cfg.max_queries, cfg.seed)
+    val = sample_judged(parts["validation"], cfg.max_queries, cfg.seed + 1)
     qrels = Qrels(test, item_ids, cfg.min_grade, cfg.relevant_grade)
     dense: DenseRetriever | None = None
     if any(m in RANKERS for m in models):

@@ -52,7 +52,8 @@ def _ranks(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     return ranks.astype(np.float64)
 
 
-def _minmax(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+def minmax(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Each row min-max normalized over its finite entries (0 elsewhere)."""
     valid = np.isfinite(scores)
     lo = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
     hi = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
@@ -82,7 +83,7 @@ def fuse(
     lex = np.where(valid, lexical, -np.inf).astype(np.float32)
     den = np.where(valid, dense, -np.inf).astype(np.float32)
     if cfg.method == "linear":
-        fused = w * _minmax(np.where(lex > -np.inf, lex, 0)) + (1 - w) * _minmax(den)
+        fused = w * minmax(np.where(lex > -np.inf, lex, 0)) + (1 - w) * minmax(den)
     else:
         lex_share = np.where(lex > 0, w / (cfg.rrf_k + _ranks(lex)), 0.0)
         den_share = np.where(np.isfinite(den), (1 - w) / (cfg.rrf_k + _ranks(den)), 0.0)

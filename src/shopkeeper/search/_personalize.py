@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from shopkeeper.errors import WarehouseError
 from shopkeeper.features import EMBEDDINGS_ASSET, USER_VECTORS_ASSET, read_embeddings
 from shopkeeper.logging import get_logger
-from shopkeeper.search._fusion import _minmax
+from shopkeeper.search._fusion import minmax
 from shopkeeper.search._retrieve import Ranked, catalogue_rows, top_k
 from shopkeeper.warehouse import Warehouse
 
@@ -173,7 +173,7 @@ def blend(
     >>> blend(s, a, np.ones((1, 3), bool), 0.5).astype(np.float64).round(3).tolist()
     [[0.5, 0.5, 0.5]]
     """
-    norm = _minmax(np.where(valid, scores, -np.inf).astype(np.float32))
+    norm = minmax(np.where(valid, scores, -np.inf).astype(np.float32))
     final = (1.0 - weight) * norm + weight * affinity
     return np.where(valid, final, -np.inf).astype(np.float32)
 

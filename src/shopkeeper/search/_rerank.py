@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shopkeeper.search._fusion import rank_candidates
+from shopkeeper.search._fusion import minmax, rank_candidates
 from shopkeeper.search._retrieve import Ranked
 
 if TYPE_CHECKING:
@@ -42,15 +42,9 @@ def blend_scores(
     [[0.75, 0.25, -inf]]
     """
     valid = np.isfinite(ce)
-    out = (1 - blend) * _minmax(ce, valid) + blend * _minmax(base, valid & np.isfinite(base))
+    base = np.where(valid, base, -np.inf).astype(np.float32)
+    out = (1 - blend) * minmax(ce) + blend * minmax(base)
     return np.where(valid, out, -np.inf).astype(np.float32)
-
-
-def _minmax(x: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    lo = np.where(valid, x, np.inf).min(axis=1, keepdims=True)
-    hi = np.where(valid, x, -np.inf).max(axis=1, keepdims=True)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    return np.where(valid, (x - np.where(np.isfinite(lo), lo, 0)) / span, 0.0)
 
 
 def score_rows(

@@ -27,20 +27,19 @@ from shopkeeper.features._text import read_item_texts
 from shopkeeper.logging import Stopwatch, get_logger, progress
 from shopkeeper.search._cross_encoder import CrossEncoder, RankerPrecision
 from shopkeeper.search._data import load_judged, split_queries
-from shopkeeper.search._evaluate import SearchEvalConfig
+from shopkeeper.search._evaluate import SearchEvalConfig, run_full, sample_judged
 from shopkeeper.search._fusion import HybridRetriever
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._ranker_asset import RANKER_ASSET, save_ranker
 from shopkeeper.search._rerank import blend_scores, score_rows
-from shopkeeper.search._retrieve import Ranked
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
     from shopkeeper.search._data import Judged
-    from shopkeeper.search._retrieve import Retriever
+    from shopkeeper.search._retrieve import Ranked, Retriever
     from shopkeeper.warehouse import Workspace
 
 _log = get_logger(__name__)
@@ -141,26 +140,6 @@ class _Pairs:
         return len(self.query)
 
 
-def _pool(base: Retriever, queries: list[str], depth: int) -> Ranked:
-    """Each query's first-stage top `depth` rows and scores."""
-    parts = [
-        base.retrieve(base.encode(queries[s : s + 512]), depth) for s in range(0, len(queries), 512)
-    ]
-    if not parts:
-        return Ranked(np.zeros((0, depth), np.int64), np.zeros((0, depth), np.float32))
-    return Ranked(
-        np.concatenate([p.rows for p in parts]), np.concatenate([p.scores for p in parts])
-    )
-
-
-def _sample(judged: Judged, n: int, seed: int) -> Judged:
-    if n >= len(judged.query_ids):
-        return judged
-    keep = np.zeros(len(judged.query_ids), dtype=bool)
-    keep[np.random.default_rng(seed).choice(len(keep), n, replace=False)] = True
-    return judged.subset(keep)
-
-
 BLENDS = tuple(i / 10 for i in range(11))
 """First-stage shares tried on the validation queries (1.0 is the first stage alone)."""
 
@@ -230,7 +209,7 @@ def train_ranker(
     judged = load_judged(ws)
     split = split_queries(judged.query_ids, ev.seed, ev.validation_fraction, ev.test_fraction)
     train_q = judged.subset(split == "train")
-    val_q = _sample(judged.subset(split == "validation"), cfg.validation_queries, cfg.seed)
+    val_q = sample_judged(judged.subset(split == "validation"), cfg.validation_queries, cfg.seed)
     if not train_q.query_ids or not val_q.query_ids:
         raise ConfigError("training a ranker needs judged train and validation queries")
     grades = {
@@ -240,10 +219,12 @@ def train_ranker(
         "seed": cfg.seed,
     }
     train_qrels = Qrels(train_q, item_ids, ev.min_grade, ev.relevant_grade)
-    pairs = _Pairs(train_q, train_qrels, _pool(base, train_q.queries, cfg.depth).rows, grades)
+    pairs = _Pairs(
+        train_q, train_qrels, run_full(base, train_q.queries, cfg.depth, 512).rows, grades
+    )
     if not pairs.judged:
         raise ConfigError("no judged train pair names an item of the catalogue")
-    validate = _Validator(val_q, item_ids, texts, _pool(base, val_q.queries, cfg.depth), ev)
+    validate = _Validator(val_q, item_ids, texts, run_full(base, val_q.queries, cfg.depth, 512), ev)
     _log.info(
         "ranker training data",
         judged=pairs.judged,
