@@ -261,7 +261,8 @@ def render_search_report(report: dict[str, Any]) -> None:
     k, rk = p["k"], p["recall_k"]
     t = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     cols = [f"nDCG@{k}", f"Recall@{rk}", f"MRR@{k}", f"rerank nDCG@{k}", f"rerank MRR@{k}"]
-    for col in ("model", *cols, "RMSE", "q/s"):
+    graded = any("rmse" in m for m in report["models"])  # a column only when a ranker ran
+    for col in ("model", *cols, *(["RMSE"] if graded else []), "q/s"):
         t.add_column(col, justify="left" if col == "model" else "right")
     for m in report["models"]:
         f, r = m["full"], m["rerank"]
@@ -270,7 +271,7 @@ def render_search_report(report: dict[str, Any]) -> None:
         t.add_row(
             m["model"],
             *(f"{v:.4f}" if v is not None else "-" for v in vals),
-            f"{err:.4f}" if err is not None else "-",
+            *([f"{err:.4f}" if err is not None else "-"] if graded else []),
             f"{qps:,.0f}" if qps else "-",
         )
     c.print(t)
