@@ -114,19 +114,24 @@ class _Pairs:
     """Training pairs as arrays: query index, catalogue row, target in [0, 1]."""
 
     def __init__(
-        self, judged: Judged, qrels: Qrels, pool: npt.NDArray[np.int64], cfg: dict[str, Any]
+        self,
+        judged: Judged,
+        qrels: Qrels,
+        pool: npt.NDArray[np.int64],
+        span: float,
+        negatives: int,
+        seed: int,
     ) -> None:
-        span = max(cfg["max_grade"] - cfg["min_grade"], 1e-9)
         q, rows = qrels.pair_query, qrels.pair_row
-        gains = np.clip(qrels.lookup(q, rows[:, None])[0][:, 0] / span, 0.0, 1.0)
+        gains = np.clip(qrels.lookup(q, rows[:, None])[0][:, 0] / max(span, 1e-9), 0.0, 1.0)
         judged_key = set(zip(q.tolist(), rows.tolist(), strict=True))
-        rng = np.random.default_rng(cfg["seed"])
+        rng = np.random.default_rng(seed)
         neg_q: list[int] = []
         neg_r: list[int] = []
         for i, cand in enumerate(pool.tolist()):
             free = [r for r in cand if r >= 0 and (i, r) not in judged_key]
-            if free and cfg["negatives"]:
-                take = rng.choice(len(free), min(cfg["negatives"], len(free)), replace=False)
+            if free and negatives:
+                take = rng.choice(len(free), min(negatives, len(free)), replace=False)
                 neg_q.extend([i] * len(take))
                 neg_r.extend(free[t] for t in take.tolist())
         self.query = np.concatenate([q, np.asarray(neg_q, np.int64)])
@@ -212,16 +217,11 @@ def train_ranker(
     val_q = sample_judged(judged.subset(split == "validation"), cfg.validation_queries, cfg.seed)
     if not train_q.query_ids or not val_q.query_ids:
         raise ConfigError("training a ranker needs judged train and validation queries")
-    grades = {
-        "min_grade": ev.min_grade,
-        "max_grade": float(judged.pair_relevance.max()),
-        "negatives": cfg.negatives,
-        "seed": cfg.seed,
-    }
+    grades = {"min_grade": ev.min_grade, "max_grade": float(judged.pair_relevance.max())}
     train_qrels = Qrels(train_q, item_ids, ev.min_grade, ev.relevant_grade)
-    pairs = _Pairs(
-        train_q, train_qrels, run_full(base, train_q.queries, cfg.depth, 512).rows, grades
-    )
+    pool = run_full(base, train_q.queries, cfg.depth, 512).rows
+    span = grades["max_grade"] - grades["min_grade"]
+    pairs = _Pairs(train_q, train_qrels, pool, span, cfg.negatives, cfg.seed)
     if not pairs.judged:
         raise ConfigError("no judged train pair names an item of the catalogue")
     validate = _Validator(val_q, item_ids, texts, run_full(base, val_q.queries, cfg.depth, 512), ev)
@@ -241,7 +241,7 @@ def train_ranker(
         "fusion": base.cfg.model_dump(mode="json") if isinstance(base, HybridRetriever) else None,
         "initialized_from": str(cfg.model_path or packaged_model_path().name),
         "split": {k: getattr(ev, k) for k in ("seed", "validation_fraction", "test_fraction")},
-        "grades": {"min_grade": grades["min_grade"], "max_grade": grades["max_grade"]},
+        "grades": grades,
         "pairs": {"judged": pairs.judged, "negatives": pairs.negatives},
         "time_budget_s": time_budget_s,
         **{k: v for k, v in fit.items() if k not in ("history",)},
