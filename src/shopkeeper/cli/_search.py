@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 from rich import box
@@ -15,24 +15,16 @@ from shopkeeper.cli._app import F, State, cli, console, emit_json, json_option
 from shopkeeper.cli._features import titles
 from shopkeeper.cli._rec import evaluate
 from shopkeeper.errors import ConfigError
-from shopkeeper.search._searcher import FACET_POOL
+from shopkeeper.search._evaluate import SEARCH_MODELS
+from shopkeeper.search._searcher import FACET_POOL, SearchModel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from shopkeeper.search import Searcher, SearchFilters, SearchPage
 
-SEARCH_MODEL_CHOICES = ("auto", "bm25", "dense", "hybrid", "ranker")
-EVAL_MODEL_CHOICES = (
-    "random",
-    "bm25",
-    "bm25-nospell",
-    "dense",
-    "hybrid",
-    "ranker",
-    "ranker-fp32",
-    "all",
-)
+SEARCH_MODEL_CHOICES: tuple[str, ...] = get_args(SearchModel)
+EVAL_MODEL_CHOICES = (*SEARCH_MODELS, "all")
 
 
 def read_tsv(path: Path, what: str) -> list[tuple[str, str]]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shopkeeper.cli._app import (
+    F,
     State,
     cli,
     console,
@@ -17,8 +18,23 @@ from shopkeeper.cli._app import (
 )
 from shopkeeper.config import load_yaml_config
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DEFAULT_MODEL = "sasrec"
 """Shown in help; the library's `DEFAULT_REC_MODEL` decides (read lazily: no SciPy at start)."""
+
+
+def config_option(help_text: str) -> Callable[[F], F]:
+    """Add `--config YAML` (exposed as `config_path`, None when not given)."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        metavar="YAML",
+        default=None,
+        help=help_text,
+    )
 
 
 @cli.group("train")
@@ -97,14 +113,7 @@ def render_export(out: dict[str, Any]) -> None:
     f"random (default {DEFAULT_MODEL}).",
 )
 @time_budget_option("Stop training after this many minutes with the best checkpoint so far.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    metavar="YAML",
-    default=None,
-    help="YAML file with the model's config (its hyperparameters).",
-)
+@config_option("YAML file with the model's config (its hyperparameters).")
 @click.option("--event-type", "event_types", multiple=True, help="Interaction type (repeatable).")
 @click.option(
     "--nproc",
@@ -225,14 +234,7 @@ def _import(state: State, folder: Path) -> None:
     "from the pre-trained transformer, that reranks the first stage's top candidates.",
 )
 @time_budget_option("Stop training after this many minutes with the best weights so far.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    metavar="YAML",
-    default=None,
-    help="YAML file with the ranker's config (depth, negatives, epochs, learning rate, …).",
-)
+@config_option("YAML file with the ranker's config (depth, negatives, epochs, learning rate, …).")
 @json_option
 @click.pass_obj
 def search_cmd(state: State, model: str, minutes: float | None, config_path: Path | None) -> None:
