@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import secrets
+import threading
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
@@ -45,6 +46,7 @@ class FieldCipher:
         self.path = path
         self._keys: dict[str, bytes] = {}
         self._current = ""
+        self._lock = threading.Lock()
 
     def load(self, create: bool = True) -> FieldCipher:
         """Read the ring, creating it with one random key when absent.
@@ -55,7 +57,7 @@ class FieldCipher:
         if not self.path.exists():
             if not create:
                 raise WarehouseError(f"no field encryption key at {self.path}")
-            self._write({"k1": secrets.token_bytes(32)}, "k1")
+            self._write({"k1": secrets.token_bytes(32)}, "k1", exclusive=True)
         mode = self.path.stat().st_mode & 0o777
         if mode & 0o077:
             raise WarehouseError(
@@ -89,7 +91,9 @@ class FieldCipher:
         (True, 'zip 12345')
         """
         if not self._current:
-            self.load()
+            with self._lock:  # DuckDB calls the sealing UDF from several threads at once
+                if not self._current:
+                    self.load()
         nonce = os.urandom(_NONCE)
         sealed = AESGCM(self._keys[self._current]).encrypt(
             nonce, plaintext.encode(), self._current.encode()
@@ -117,10 +121,16 @@ class FieldCipher:
             raise WarehouseError("field value failed authentication (tampered?)") from exc
         return plain.decode()
 
-    def _write(self, keys: dict[str, bytes], current: str) -> None:
+    def _write(self, keys: dict[str, bytes], current: str, exclusive: bool = False) -> None:
+        """Write the ring atomically; `exclusive` creates it only if no one else has.
+
+        A first key written by two processes at once must not leave two different rings
+        (tokens sealed under the loser would never open again), so creation links the
+        private temporary file into place, which fails when the ring already exists.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.parent.chmod(0o700)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(
@@ -133,4 +143,12 @@ class FieldCipher:
             )
             f.flush()
             os.fsync(f.fileno())
-        tmp.replace(self.path)
+        if not exclusive:
+            tmp.replace(self.path)
+            return
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass  # another writer created the ring first; load() reads theirs
+        finally:
+            tmp.unlink()

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -134,7 +135,7 @@ class KeyStore:
         if not self.path.exists():
             if not create:
                 raise WarehouseError(f"no pseudonymization key at {self.path}")
-            self._write([secrets.token_bytes(32)])
+            self._write([secrets.token_bytes(32)], exclusive=True)
         mode = self.path.stat().st_mode & 0o777
         if mode & 0o077:
             raise WarehouseError(
@@ -174,12 +175,22 @@ class KeyStore:
         self.pending_path.unlink(missing_ok=True)
 
     def _write(
-        self, keys: list[bytes], path: Path | None = None, load_id: str | None = None
+        self,
+        keys: list[bytes],
+        path: Path | None = None,
+        load_id: str | None = None,
+        exclusive: bool = False,
     ) -> None:
+        """Write a chain atomically; `exclusive` creates it only if no one else has.
+
+        Two processes creating the first key at once must agree on one key (else the
+        same user gets two pseudonyms), so creation links a private temporary file into
+        place, which fails when the chain already exists.
+        """
         target = path or self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.parent.chmod(0o700)
-        tmp = target.with_suffix(".tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(
@@ -187,4 +198,12 @@ class KeyStore:
             )
             f.flush()
             os.fsync(f.fileno())
-        tmp.replace(target)
+        if not exclusive:
+            tmp.replace(target)
+            return
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            pass  # another writer created the chain first; load() reads theirs
+        finally:
+            tmp.unlink()
