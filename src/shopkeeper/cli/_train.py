@@ -227,28 +227,37 @@ def _import(state: State, folder: Path) -> None:
 @train.command("search")
 @click.option(
     "--model",
-    type=click.Choice(["cross-encoder"]),
+    type=click.Choice(["cross-encoder", "bi-encoder"]),
     default="cross-encoder",
     show_default=True,
-    help="The learned ranker: a cross-encoder (query, item text) -> relevance, fine-tuned "
-    "from the pre-trained transformer, that reranks the first stage's top candidates.",
+    help="cross-encoder: a ranker (query, item text) -> relevance that reranks the first "
+    "stage's top candidates; bi-encoder: the query/item encoder of dense retrieval, "
+    "fine-tuned contrastively, with the catalogue encoded by it. Both start from the "
+    "pre-trained transformer.",
 )
 @time_budget_option("Stop training after this many minutes with the best weights so far.")
-@config_option("YAML file with the ranker's config (depth, negatives, epochs, learning rate, …).")
+@config_option("YAML file with the model's config (depth, negatives, epochs, learning rate, …).")
 @json_option
 @click.pass_obj
 def search_cmd(state: State, model: str, minutes: float | None, config_path: Path | None) -> None:
-    """Fine-tune the search ranker on the judged train queries; store it as `search_ranker`.
+    """Fine-tune a search model on the judged train queries and store it as an asset.
 
-    The split is `evaluate search`'s (seed 0), so its test queries are never trained on;
-    `search` then reranks with it when it beat its first stage on the validation queries.
+    The split is `evaluate search`'s (seed 0), so its test queries are never trained on.
+    The cross-encoder becomes `search_ranker` (`search` reranks with it when it beat its
+    first stage on the validation queries); the bi-encoder becomes `search_encoder`
+    (`search --model dense-tuned | hybrid-tuned`, and the default when it beat the
+    pre-trained encoder on the validation queries).
     """
+    budget_s = minutes * 60 if minutes is not None else None
+    budget = f", budget {minutes:g} min" if minutes is not None else ""
+    click.echo(f"training the {model} search model{budget} …", err=True)
+    if model == "bi-encoder":
+        _train_bi_encoder(state, budget_s, config_path)
+        return
     from shopkeeper.search._train_ranker import RankerConfig, train_ranker
 
     cfg = load_yaml_config(config_path, RankerConfig) if config_path else RankerConfig()
-    budget = f", budget {minutes:g} min" if minutes is not None else ""
-    click.echo(f"training the {model} search ranker{budget} …", err=True)
-    out = train_ranker(state.workspace, cfg, minutes * 60 if minutes is not None else None)
+    out = train_ranker(state.workspace, cfg, budget_s)
     if state.json:
         emit_json(out)
         return
@@ -267,3 +276,32 @@ def search_cmd(state: State, model: str, minutes: float | None, config_path: Pat
         highlight=False,
     )
     c.print("Try: shopkeeper evaluate search --model hybrid --model ranker", highlight=False)
+
+
+def _train_bi_encoder(state: State, budget_s: float | None, config_path: Path | None) -> None:
+    from shopkeeper.search._train_bi_encoder import BiEncoderConfig, train_bi_encoder
+
+    cfg = load_yaml_config(config_path, BiEncoderConfig) if config_path else BiEncoderConfig()
+    out = train_bi_encoder(state.workspace, cfg, budget_s)
+    if state.json:
+        emit_json(out)
+        return
+    c = console()
+    c.print(
+        f"{out['asset']} v{out['version']}: {out['model']}, {out['steps']:,} of "
+        f"{out['steps_planned']:,} steps in {out['seconds']:.0f} s ({out['stopped']}); "
+        f"{out['example_queries']:,} train queries with {out['relevant_pairs']:,} relevant "
+        f"items, hard negatives from {out['base']}; catalogue encoded in "
+        f"{out['encode_seconds']:.0f} s",
+        highlight=False,
+    )
+    c.print(
+        f"validation nDCG@10 over first-stage pools ({out['validation_queries']:,} queries): "
+        f"pre-trained {out['validation_ndcg_base']:.4f}, fine-tuned "
+        f"{out['validation_ndcg']:.4f} (best at step {out['best_step']:,})",
+        highlight=False,
+    )
+    c.print(
+        "Try: shopkeeper evaluate search --model dense --model dense-tuned --model hybrid-tuned",
+        highlight=False,
+    )

@@ -28,9 +28,10 @@ from shopkeeper.search._fusion import FusionConfig, HybridRetriever, fuse, rank_
 from shopkeeper.search._metrics import rmse
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
-from shopkeeper.search._ranker_asset import open_reranked
+from shopkeeper.search._ranker_asset import RANKER_ASSET, open_reranked, stored_params
 from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import CHUNK, LexicalRetriever, Ranked, top_k
+from shopkeeper.search._tuned_dense import TUNED_ASSET, open_tuned_dense, tuned_params
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,17 +46,31 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 
-ModelName = Literal["random", "bm25", "bm25-nospell", "dense", "hybrid", "ranker", "ranker-fp32"]
+ModelName = Literal[
+    "random",
+    "bm25",
+    "bm25-nospell",
+    "dense",
+    "hybrid",
+    "dense-tuned",
+    "hybrid-tuned",
+    "ranker",
+    "ranker-fp32",
+]
 SEARCH_MODELS: tuple[ModelName, ...] = (
     "random",
     "bm25",
     "bm25-nospell",
     "dense",
     "hybrid",
+    "dense-tuned",
+    "hybrid-tuned",
     "ranker",
     "ranker-fp32",
 )
 RANKERS = ("ranker", "ranker-fp32")
+TUNED = ("dense-tuned", "hybrid-tuned")
+"""Dense and hybrid with the fine-tuned bi-encoder of `train search --model bi-encoder`."""
 
 
 class SearchEvalConfig(BaseModel):
@@ -207,8 +222,12 @@ def evaluate_search(
     val = sample_judged(parts["validation"], cfg.max_queries, cfg.seed + 1)
     qrels = Qrels(test, item_ids, cfg.min_grade, cfg.relevant_grade)
     dense: DenseRetriever | None = None
+    tuned: DenseRetriever | None = None
     if any(m in RANKERS for m in models):
-        _check_ranker_split(ws, cfg)
+        _check_trained_split(ws, cfg, RANKER_ASSET)
+    if any(m in TUNED for m in models):
+        _check_trained_split(ws, cfg, TUNED_ASSET)
+        tuned = open_tuned_dense(ws, item_ids)
     if any(m in ("dense", "hybrid") for m in models):
         if not has_dense(ws):
             raise ConfigError("dense and hybrid need item vectors: run `shopkeeper features build`")
@@ -233,9 +252,10 @@ def evaluate_search(
             model: Retriever | None = open_reranked(ws, lexical, dense, precision)
             extra = None
         else:
-            model, extra = _model(name, lexical, dense, val, item_ids, cfg)
+            side = tuned if name in TUNED else dense
+            model, extra = _model(name.removesuffix("-tuned"), lexical, side, val, item_ids, cfg)
         if extra:
-            report["fusion"] = extra
+            report["fusion_tuned" if name in TUNED else "fusion"] = extra
         result, per = _evaluate_one(name, model, test, qrels, cfg, len(item_ids))
         report["models"].append(result)
         if per_query:
@@ -335,20 +355,19 @@ def _rows(
     return out
 
 
-def _check_ranker_split(ws: Workspace, cfg: SearchEvalConfig) -> None:
-    """The stored ranker must be tested on the split it was trained with (else test
-    queries may be among its training queries).
+def _check_trained_split(ws: Workspace, cfg: SearchEvalConfig, asset: str) -> None:
+    """A stored trained model (ranker or bi-encoder) must be tested on the split it was
+    trained with (else test queries may be among its training queries).
 
     Raises:
-        ConfigError: the protocol's split differs from the ranker's.
+        NotFoundError: no such model has been trained.
+        ConfigError: the protocol's split differs from the model's.
     """
-    from shopkeeper.search._ranker_asset import RANKER_ASSET, stored_params
-
-    trained = stored_params(ws)["split"]
+    trained = (stored_params(ws) if asset == RANKER_ASSET else tuned_params(ws))["split"]
     asked = {k: getattr(cfg, k) for k in trained}
     if asked != trained:
         raise ConfigError(
-            f"the {RANKER_ASSET} was trained on the split {trained}; evaluating it on "
+            f"the {asset} was trained on the split {trained}; evaluating it on "
             f"{asked} would test it on its own training queries"
         )
 

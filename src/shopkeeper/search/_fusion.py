@@ -118,8 +118,9 @@ class HybridRetriever:
 
     @property
     def name(self) -> str:
-        """`hybrid-rrf` or `hybrid-linear`."""
-        return f"hybrid-{self.cfg.method}"
+        """`hybrid-rrf` or `hybrid-linear` (`hybrid-tuned-…` with the fine-tuned encoder)."""
+        tuned = "" if self.dense.name == "dense" else "-tuned"
+        return f"hybrid{tuned}-{self.cfg.method}"
 
     def encode(self, queries: Sequence[str]) -> tuple[Any, npt.NDArray[np.float32]]:
         """Both retrievers' representations of the batch."""

@@ -149,9 +149,11 @@ class LexicalRetriever:
 class DenseRetriever:
     """Cosine similarity of the query embedding to item embeddings, through the ANN index."""
 
-    name = "dense"
-
-    def __init__(self, ann: AnnIndex, encoder: ItemEncoder, item_ids: list[str]) -> None:
+    def __init__(
+        self, ann: AnnIndex, encoder: ItemEncoder, item_ids: list[str], name: str = "dense"
+    ) -> None:
+        self.name = name
+        """`dense` over `item_index`; `dense-tuned` over the fine-tuned `search_encoder`."""
         self.ann = ann
         self.encoder = encoder
         self.item_ids = item_ids

@@ -31,6 +31,7 @@ from shopkeeper.search._personalize import (
 from shopkeeper.search._ranker_asset import has_ranker, open_reranked, stored_params
 from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Ranked
+from shopkeeper.search._tuned_dense import has_tuned_dense, open_tuned_dense, tuned_params
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 
-SearchModel = Literal["auto", "bm25", "dense", "hybrid", "ranker"]
+SearchModel = Literal["auto", "bm25", "dense", "hybrid", "dense-tuned", "hybrid-tuned", "ranker"]
 Hit = dict[str, Any]
 
 FACET_POOL = 100
@@ -107,18 +108,31 @@ class Searcher:
 
         `auto` is the best configuration the workspace has: the ranker of `train search`
         over its first stage when one is stored and beat that first stage on its
-        validation queries, else hybrid when `features build` has made item vectors,
-        else BM25.
+        validation queries; else hybrid with the fine-tuned bi-encoder when one is
+        stored and beat the pre-trained encoder on its validation queries; else hybrid
+        when `features build` has made item vectors; else BM25. `dense-tuned` and
+        `hybrid-tuned` (the fine-tuned encoder, hybrid with the fusion tuned for it when
+        `fusion` is not given) need `train search --model bi-encoder`.
 
         Raises:
             ConfigError: dense or hybrid asked for without item vectors.
-            NotFoundError: ranker asked for and none has been trained.
+            NotFoundError: ranker or a tuned model asked for and none has been trained.
         """
         lexical = open_lexical(ws, spelling=spelling)
         dense_ok = model != "bm25" and has_dense(ws)
         if model == "ranker" or (model == "auto" and _ranker_helps(ws, dense_ok)):
             dense = open_dense(ws, lexical.item_ids, encoder) if dense_ok else None
             return cls(open_reranked(ws, lexical, dense), workspace=ws)
+        if model == "auto" and _tuned_helps(ws):
+            model = "hybrid-tuned"
+        if model in ("dense-tuned", "hybrid-tuned"):
+            tuned = open_tuned_dense(ws, lexical.item_ids)
+            if model == "dense-tuned":
+                return cls(tuned, workspace=ws)
+            stored = tuned_params(ws).get("fusion")
+            if fusion is None and stored is not None:
+                fusion = FusionConfig.model_validate(stored)
+            return cls(HybridRetriever(lexical, tuned, fusion), workspace=ws)
         if model == "auto":
             model = "hybrid" if dense_ok else "bm25"
         if model == "bm25":
@@ -152,7 +166,7 @@ class Searcher:
         embeddings (None: `features build` has made none)."""
         ws = self._need_workspace("personalization")
         dense = _dense(self.retriever)
-        if dense is None:
+        if dense is None or dense.name != "dense":  # user vectors live in item_index's space
             return ItemVectors.load(ws, self.item_ids)
         with Warehouse(ws, read_only=True) as wh:
             emb = wh.version(INDEX_ASSET, dense.ann.version).params["embeddings_version"]
@@ -369,6 +383,14 @@ def _ranker_helps(ws: Workspace, dense_ok: bool) -> bool:
     params = stored_params(ws)
     if params.get("fusion") is not None and not dense_ok:
         return False
+    return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
+
+
+def _tuned_helps(ws: Workspace) -> bool:
+    """A fine-tuned bi-encoder is stored and beat the pre-trained one on validation."""
+    if not has_tuned_dense(ws):
+        return False
+    params = tuned_params(ws)
     return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
 
 

@@ -43,6 +43,9 @@ class DerivedVersion:
     sources: list[tuple[str, str, int]] = field(default_factory=list)
     """(path, sha256, bytes) of files read from outside the workspace (a model)."""
     quality: dict[str, Any] = field(default_factory=dict)
+    tree: Path | None = None
+    """Files under this folder keep their path below it in the version folder (a model
+    folder with subfolders); other files land at the top by name."""
 
 
 def built_from(last: AssetVersion | None, params: dict[str, Any]) -> TypeGuard[AssetVersion]:
@@ -69,7 +72,9 @@ def commit_derived(ws: Workspace, dv: DerivedVersion, build_id: str) -> int:
         vdir.mkdir(parents=True, exist_ok=True)
         rows: list[tuple[str, str, int]] = []
         for role, src, n in dv.files:
-            dest = vdir / src.name
+            inside = dv.tree is not None and src.is_relative_to(dv.tree)
+            dest = vdir / (src.relative_to(dv.tree) if inside and dv.tree else src.name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
             src.replace(dest)
             rows.append((role, ws.relative(dest), n))
         fsync_path(vdir)

@@ -269,11 +269,15 @@ class Warehouse:
         ]
 
     def referenced_dirs(self) -> set[str]:
-        """Version folders the catalog references (relative paths)."""
+        """Version folders the catalog references (relative paths).
+
+        A file is `<assets|quarantine>/<asset>/<version folder>/...`, possibly deeper (a
+        model folder kept as a tree), so its version folder is its first three parts.
+        """
         if not self._has_catalog():
             return set()
         return {
-            str(Path(r[0]).parent)
+            str(Path(*Path(r[0]).parts[:3]))
             for r in self.con.execute("SELECT DISTINCT path FROM meta.files").fetchall()
         }
 
