@@ -312,12 +312,14 @@ def search_eval_cmd(
     from shopkeeper.search import SearchEvalConfig, evaluate_search
     from shopkeeper.search._open import has_dense
     from shopkeeper.search._ranker_asset import has_ranker
+    from shopkeeper.search._tuned_dense import has_tuned_dense
 
     chosen: list[Any] = list(dict.fromkeys(models))
     if not chosen or "all" in chosen:
         dense = has_dense(state.workspace)
         ranker = ["ranker", "ranker-fp32"] if has_ranker(state.workspace) else []
-        chosen = ["random", "bm25", *(["dense", "hybrid"] if dense else []), *ranker]
+        tuned = ["dense-tuned", "hybrid-tuned"] if has_tuned_dense(state.workspace) else []
+        chosen = ["random", "bm25", *(["dense", "hybrid"] if dense else []), *tuned, *ranker]
     given = {"seed": seed, "max_queries": max_queries}
     cfg = SearchEvalConfig.model_validate({k: v for k, v in given.items() if v is not None})
     report = evaluate_search(

@@ -1,0 +1,121 @@
+"""Bi-encoder benchmark: dense and hybrid retrieval before and after contrastive fine-tuning.
+
+On the Home Depot workspace of `benchmarks/search.py` (built here when missing: ingest,
+`features build`, the BM25 index), `train search --model bi-encoder` fine-tunes
+all-MiniLM-L6-v2 on the train queries within `--minutes`, encodes the catalogue with it
+(ONNX int8), and `evaluate_search` compares BM25, dense and hybrid with the pre-trained
+encoder against dense-tuned and hybrid-tuned on the same held-out test queries (seed 0
+split, full-catalogue and rerank nDCG@10, Recall@100, MRR@10). Single-query latency
+(p50/p99 of top-10 calls) is measured for hybrid and hybrid-tuned.
+
+Results go to `<out>/search-tuned-results.json` and `.md`. Without `../shared/data` it
+says so and exits 0.
+
+    python benchmarks/search_tuned.py --out benchmarks/out --minutes 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import DATA, REPO, SOURCE, prepare
+
+MODELS = ["bm25", "dense", "hybrid", "dense-tuned", "hybrid-tuned"]
+
+
+def latency(ws: Any, model: str, queries: list[str]) -> dict[str, float]:
+    """p50/p99 milliseconds of single-query top-10 searches (after one warm-up call)."""
+    from shopkeeper.search import Searcher
+
+    searcher = Searcher.open(ws, model)  # type: ignore[arg-type]
+    searcher.search(queries[:1], k=10)
+    ms = []
+    for q in queries:
+        t = time.perf_counter()
+        searcher.search([q], k=10)
+        ms.append((time.perf_counter() - t) * 1000)
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+    }
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The result tables."""
+    t = res["training"]
+    lines = [
+        f"# Bi-encoder fine-tuning on Home Depot ({res['started']})",
+        "",
+        f"Training: {t['steps']} of {t['steps_planned']} steps in {t['seconds']:.0f} s "
+        f"({t['stopped']}), {t['example_queries']:,} train queries; validation-pool nDCG@10 "
+        f"{t['validation_ndcg_base']:.4f} -> {t['validation_ndcg']:.4f}; catalogue encoded in "
+        f"{t['encode_seconds']:.0f} s.",
+        "",
+        "| model | full nDCG@10 | Recall@100 | MRR@10 | rerank nDCG@10 | queries/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in res["evaluation"]["models"]:
+        f, r = m["full"], m["rerank"]
+        lines.append(
+            f"| {m['model']} | {f['nDCG@10']:.4f} | {f['Recall@100']:.4f} | {f['MRR@10']:.4f} "
+            f"| {r['nDCG@10']:.4f} | {m['queries_per_second']} |"
+        )
+    lines += ["", "| single query top 10 | p50 ms | p99 ms |", "|---|---|---|"]
+    for name, lat in res["latency"].items():
+        lines.append(f"| {name} | {lat['p50_ms']} | {lat['p99_ms']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 also when the data is absent (it says so)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    ap.add_argument(
+        "--workspace", type=Path, default=None, help="default <out>/search-home-depot-ws"
+    )
+    ap.add_argument("--minutes", type=float, default=8.0, help="training time budget")
+    ap.add_argument("--queries", type=int, default=1000, help="test queries evaluated")
+    ap.add_argument("--latency-queries", type=int, default=200, help="single-query calls timed")
+    args = ap.parse_args(argv)
+    if not (args.data / SOURCE).is_file():
+        print(f"skipped: {args.data / SOURCE} is not present", file=sys.stderr)
+        return 0
+    from shopkeeper.logging import set_progress_backend
+    from shopkeeper.search import SearchEvalConfig, evaluate_search
+    from shopkeeper.search._train_bi_encoder import train_bi_encoder
+    from shopkeeper.warehouse import Workspace
+
+    set_progress_backend("none")
+    args.out.mkdir(parents=True, exist_ok=True)
+    ws = Workspace.at(args.workspace or args.out / "search-home-depot-ws")
+    res: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds")}
+    res["prepare"] = prepare(ws, args.data)
+    res["training"] = train_bi_encoder(ws, time_budget_s=args.minutes * 60)
+    cfg = SearchEvalConfig(max_queries=args.queries)
+    res["evaluation"] = evaluate_search(ws, MODELS, cfg)  # type: ignore[arg-type]
+    from shopkeeper.search._data import load_judged, split_queries
+
+    judged = load_judged(ws)
+    split = split_queries(judged.query_ids, cfg.seed, cfg.validation_fraction, cfg.test_fraction)
+    test = [q for q, s in zip(judged.queries, split, strict=True) if s == "test"]
+    test = test[: args.latency_queries]
+    res["latency"] = {m: latency(ws, m, test) for m in ("hybrid", "hybrid-tuned")}
+    (args.out / "search-tuned-results.json").write_text(json.dumps(res, indent=1, default=str))
+    md = markdown(res)
+    (args.out / "search-tuned-results.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
