@@ -236,7 +236,8 @@ def train_bi_encoder(
     model = st.SentenceTransformer(str(start), device="cpu", local_files_only=True)
     model.max_seq_length = cfg.max_length
     fit = _fit(model, examples, texts, validate, cfg, time_budget_s, timer)
-    with tempfile.TemporaryDirectory(dir=ws.tmp_dir) as tmp:
+    # Not under the workspace's tmp: an ingest sweeps that while the catalogue encodes.
+    with tempfile.TemporaryDirectory(prefix="shopkeeper-bi-encoder-") as tmp:
         folder = Path(tmp) / "model"
         model.save(str(folder))
         encoder_cfg = cfg.encoder.model_copy(update={"model_path": folder})
