@@ -16,7 +16,7 @@ beat, the train queries' mean grade. The ranker is evaluated at its serving prec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
@@ -57,17 +57,7 @@ ModelName = Literal[
     "ranker",
     "ranker-fp32",
 ]
-SEARCH_MODELS: tuple[ModelName, ...] = (
-    "random",
-    "bm25",
-    "bm25-nospell",
-    "dense",
-    "hybrid",
-    "dense-tuned",
-    "hybrid-tuned",
-    "ranker",
-    "ranker-fp32",
-)
+SEARCH_MODELS: tuple[ModelName, ...] = get_args(ModelName)
 RANKERS = ("ranker", "ranker-fp32")
 TUNED = ("dense-tuned", "hybrid-tuned")
 """Dense and hybrid with the fine-tuned bi-encoder of `train search --model bi-encoder`."""

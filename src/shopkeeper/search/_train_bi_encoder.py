@@ -37,7 +37,7 @@ from shopkeeper.search._evaluate import SearchEvalConfig, run_full, sample_judge
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, top_k
-from shopkeeper.search._train_ranker import catalogue_texts, open_base
+from shopkeeper.search._train_ranker import catalogue_texts, fine_tune_optimizer, open_base
 from shopkeeper.search._tuned_dense import TUNED_ASSET, TUNED_NAME, save_tuned
 
 if TYPE_CHECKING:
@@ -292,26 +292,6 @@ def train_bi_encoder(
     }
 
 
-def _optimizer(model: Any, cfg: BiEncoderConfig, total: int) -> tuple[Any, Any]:
-    """AdamW (no decay on biases and LayerNorm) with linear warm-up, then linear decay."""
-    torch = require_ml("torch")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    plain = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n]
-    decayed = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n)]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": cfg.weight_decay},
-            {"params": plain, "weight_decay": 0.0},
-        ],
-        lr=cfg.learning_rate,
-    )
-    warm = max(1, int(cfg.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
-    return opt, sched
-
-
 def _features(model: SentenceTransformer, texts: list[str]) -> dict[str, Any]:
     return dict(model.preprocess(texts))
 
@@ -330,7 +310,7 @@ def _fit(
     losses_mod = require_ml("sentence_transformers.sentence_transformer.losses")
     loss_fn = losses_mod.MultipleNegativesRankingLoss(model, scale=cfg.scale)
     total = math.ceil(examples.queries / cfg.batch_size) * cfg.epochs
-    opt, sched = _optimizer(model, cfg, total)
+    opt, sched = fine_tune_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup, total)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     best = validate(model, texts)

@@ -262,20 +262,23 @@ def train_ranker(
     }
 
 
-def _optimizer(model: Any, cfg: RankerConfig, total: int) -> tuple[Any, Any]:
-    """AdamW (no decay on biases and LayerNorm) with linear warm-up, then linear decay."""
+def fine_tune_optimizer(
+    model: Any, learning_rate: float, weight_decay: float, warmup: float, total: int
+) -> tuple[Any, Any]:
+    """AdamW (no decay on biases and LayerNorm) with linear warm-up over the `warmup`
+    share of `total` steps, then linear decay (the ranker's and the bi-encoder's)."""
     torch = require_ml("torch")
     named = list(model.named_parameters())
     plain = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n]
     decayed = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n)]
     opt = torch.optim.AdamW(
         [
-            {"params": decayed, "weight_decay": cfg.weight_decay},
+            {"params": decayed, "weight_decay": weight_decay},
             {"params": plain, "weight_decay": 0.0},
         ],
-        lr=cfg.learning_rate,
+        lr=learning_rate,
     )
-    warm = max(1, int(cfg.warmup * total))
+    warm = max(1, int(warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
@@ -339,7 +342,7 @@ def _fit(
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     model = ce.model
     total = math.ceil(len(pairs) / cfg.batch_size) * cfg.epochs
-    opt, sched = _optimizer(model, cfg, total)
+    opt, sched = fine_tune_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup, total)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     track = _Tracker(ce, validate, cfg.patience)
