@@ -161,3 +161,27 @@ def test_cli_train_search_bi_encoder_and_search_with_it(
     text = run(home, "train", "search", "--model", "bi-encoder", "--config", str(cfg))
     assert text.returncode == 0, text.stderr
     assert f"{TUNED_ASSET} v2: bi-encoder" in text.stdout
+
+
+@pytest.mark.parametrize(("epochs", "helped"), [(1, False), (6, True)])
+def test_the_service_serves_the_tuned_hybrid_only_when_it_beat_the_base(
+    search_workspace: Workspace, tiny_model_dir: Path, epochs: int, helped: bool
+) -> None:
+    """What `serve` answers /search with is what `search` picks without a ranker: the
+    tuned hybrid when it won on validation (and its version is then live), else BM25."""
+    from shopkeeper.serve._snapshot import open_snapshot, snapshot_key
+
+    cfg = _cfg(tiny_model_dir, epochs=epochs, learning_rate=1e-3)
+    out = train_bi_encoder(search_workspace, cfg, None, SPLIT)
+    # one epoch at this rate leaves validation where it was; six lift it (seeded)
+    assert (out["validation_ndcg"] > out["validation_ndcg_base"]) is helped
+    key = snapshot_key(search_workspace, erased=0)
+    assert key[TUNED_ASSET] == (1 if helped else 0)
+    snap = open_snapshot(search_workspace, key, threads=1)
+    assert snap.searcher is not None
+    expected = Searcher.open(search_workspace)
+    name = snap.searcher.name
+    assert name == expected.name
+    assert name.startswith("hybrid-tuned-") if helped else name == "bm25"
+    got, want = snap.searcher.search(["led bulb"], k=3)[0], expected.search(["led bulb"], 3)[0]
+    assert [h["item_id"] for h in got] == [h["item_id"] for h in want]

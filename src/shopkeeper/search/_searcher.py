@@ -31,7 +31,7 @@ from shopkeeper.search._personalize import (
 from shopkeeper.search._ranker_asset import has_ranker, open_reranked, stored_params
 from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Ranked
-from shopkeeper.search._tuned_dense import has_tuned_dense, open_tuned_dense, tuned_params
+from shopkeeper.search._tuned_dense import open_tuned_dense, tuned_helps, tuned_params
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -123,16 +123,12 @@ class Searcher:
         if model == "ranker" or (model == "auto" and _ranker_helps(ws, dense_ok)):
             dense = open_dense(ws, lexical.item_ids, encoder) if dense_ok else None
             return cls(open_reranked(ws, lexical, dense), workspace=ws)
-        if model == "auto" and _tuned_helps(ws):
+        if model == "auto" and tuned_helps(ws):
             model = "hybrid-tuned"
-        if model in ("dense-tuned", "hybrid-tuned"):
-            tuned = open_tuned_dense(ws, lexical.item_ids)
-            if model == "dense-tuned":
-                return cls(tuned, workspace=ws)
-            stored = tuned_params(ws).get("fusion")
-            if fusion is None and stored is not None:
-                fusion = FusionConfig.model_validate(stored)
-            return cls(HybridRetriever(lexical, tuned, fusion), workspace=ws)
+        if model == "dense-tuned":
+            return cls(open_tuned_dense(ws, lexical.item_ids), workspace=ws)
+        if model == "hybrid-tuned":
+            return cls(tuned_hybrid(ws, lexical, fusion), workspace=ws)
         if model == "auto":
             model = "hybrid" if dense_ok else "bm25"
         if model == "bm25":
@@ -386,12 +382,23 @@ def _ranker_helps(ws: Workspace, dense_ok: bool) -> bool:
     return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
 
 
-def _tuned_helps(ws: Workspace) -> bool:
-    """A fine-tuned bi-encoder is stored and beat the pre-trained one on validation."""
-    if not has_tuned_dense(ws):
-        return False
-    params = tuned_params(ws)
-    return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
+def tuned_hybrid(
+    ws: Workspace,
+    lexical: LexicalRetriever,
+    fusion: FusionConfig | None = None,
+    threads: int | None = None,
+) -> HybridRetriever:
+    """BM25 fused with the fine-tuned encoder, by the fusion tuned for it on validation
+    unless `fusion` is given (`threads` caps the query encoder's).
+
+    Raises:
+        NotFoundError: no fine-tuned encoder has been stored.
+    """
+    tuned = open_tuned_dense(ws, lexical.item_ids, threads=threads)
+    stored = tuned_params(ws).get("fusion")
+    if fusion is None and stored is not None:
+        fusion = FusionConfig.model_validate(stored)
+    return HybridRetriever(lexical, tuned, fusion)
 
 
 def _truncate(ranked: Ranked, k: int) -> Ranked:

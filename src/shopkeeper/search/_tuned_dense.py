@@ -117,10 +117,23 @@ def save_tuned(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def tuned_helps(ws: Workspace) -> bool:
+    """A fine-tuned bi-encoder is stored and beat the pre-trained one on validation."""
+    if not has_tuned_dense(ws):
+        return False
+    return beats_base(tuned_params(ws))
+
+
+def beats_base(params: dict[str, Any]) -> bool:
+    """Whether a stored bi-encoder's params say it beat the pre-trained one on validation."""
+    return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
+
+
 def open_tuned_dense(
-    ws: Workspace, item_ids: list[str], version: int | None = None
+    ws: Workspace, item_ids: list[str], version: int | None = None, threads: int | None = None
 ) -> DenseRetriever:
-    """Dense retrieval with the fine-tuned encoder over the vectors it made of the catalogue.
+    """Dense retrieval with the fine-tuned encoder over the vectors it made of the catalogue
+    (`threads` caps the query encoder's; None: its stored setting).
 
     Raises:
         NotFoundError: no fine-tuned encoder has been stored (or no such version).
@@ -137,7 +150,8 @@ def open_tuned_dense(
         index.hnsw.efSearch = params["index"]["config"]["ef_search"]
     ids = pq.read_table(ids_file).sort_by("row").column("item_id").to_pylist()
     ann = AnnIndex(index, ids, params["index"]["type"], v.version)
-    cfg = EncoderConfig.model_validate(
-        {**params["encoder"], "model_path": index_file.parent / MODEL_FOLDER}
-    )
+    encoder = {**params["encoder"], "model_path": index_file.parent / MODEL_FOLDER}
+    if threads:
+        encoder["threads"] = threads
+    cfg = EncoderConfig.model_validate(encoder)
     return DenseRetriever(ann, ItemEncoder(cfg), item_ids, name=TUNED_NAME)

@@ -26,6 +26,7 @@ from shopkeeper.ingest import quote_ident
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._data import Histories, tie_keys
 from shopkeeper.search import SEARCH_INDEX_ASSET
+from shopkeeper.search._tuned_dense import TUNED_ASSET, beats_base
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -39,13 +40,19 @@ if TYPE_CHECKING:
 _log = get_logger(__name__)
 
 SNAPSHOT_DIR = "serving"
-_WATCHED = ("rec_model", "events", "items", INDEX_ASSET, SEARCH_INDEX_ASSET)
+_WATCHED = ("rec_model", "events", "items", INDEX_ASSET, SEARCH_INDEX_ASSET, TUNED_ASSET)
 
 
 def snapshot_key(ws: Workspace, erased: int) -> dict[str, int]:
-    """The versions a snapshot is made of (0: absent), plus the erasure count."""
+    """The versions a snapshot is made of (0: absent), plus the erasure count.
+
+    A fine-tuned search encoder counts only when it beat the pre-trained one (else it is
+    not served).
+    """
     with Warehouse(ws, read_only=True) as wh:
         latest = {v.asset: v.version for v in wh.latest_versions()}
+        if latest.get(TUNED_ASSET) and not beats_base(wh.version(TUNED_ASSET).params):
+            del latest[TUNED_ASSET]
     key = {a: latest.get(a, 0) for a in _WATCHED}
     key["erased"] = erased
     return key
@@ -145,7 +152,9 @@ def open_snapshot(ws: Workspace, key: dict[str, int], threads: int | None = None
     if key[INDEX_ASSET]:
         snap.ann = _load_ann(ws)
     if key[SEARCH_INDEX_ASSET]:
-        snap.searcher, snap.lexical = _load_searcher(ws, bool(key[INDEX_ASSET]), threads)
+        snap.searcher, snap.lexical = _load_searcher(
+            ws, bool(key[INDEX_ASSET]), bool(key.get(TUNED_ASSET)), threads
+        )
     snap.built_s = timer.seconds
     _log.info("snapshot open", snapshot=snap.id, seconds=round(snap.built_s, 3), **key)
     return snap
@@ -168,13 +177,27 @@ def _load_ann(ws: Workspace) -> AnnIndex:
     return load_item_index(ws, mmap=True)
 
 
-def _load_searcher(ws: Workspace, dense: bool, threads: int | None) -> tuple[Searcher, Searcher]:
-    """The searcher (hybrid when there are item vectors) and BM25 alone; never rebuilding."""
+def _load_searcher(
+    ws: Workspace, dense: bool, tuned: bool, threads: int | None
+) -> tuple[Searcher, Searcher]:
+    """The searcher and BM25 alone; never rebuilding.
+
+    The searcher is the best first stage `search` would pick without the cross-encoder
+    (its rerank of 50 candidates costs more than the latency budget): hybrid with the
+    fine-tuned bi-encoder when `tuned` (the key holds one that beat the pre-trained
+    encoder on validation), else hybrid when there are item vectors, else BM25.
+    """
     from shopkeeper.search import HybridRetriever, Searcher, load_search_index, open_dense
     from shopkeeper.search._retrieve import LexicalRetriever
+    from shopkeeper.search._searcher import tuned_hybrid
 
     lexical = LexicalRetriever(load_search_index(ws))
     bm25 = Searcher(lexical, workspace=ws)
+    if tuned:
+        try:
+            return Searcher(tuned_hybrid(ws, lexical, threads=threads), workspace=ws), bm25
+        except (NotFoundError, ValueError, OSError) as exc:
+            _log.warning("fine-tuned search encoder unavailable", error=str(exc))
     if not dense:
         return bm25, bm25
     try:
