@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,11 +14,11 @@ from shopkeeper.errors import ConfigError
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
 from shopkeeper.search._cross_encoder import CrossEncoder
 from shopkeeper.search._ranker_asset import RANKER_ASSET, load_ranker, open_reranked
-from shopkeeper.search._rerank import RerankedRetriever
+from shopkeeper.search._rerank import RerankedRetriever, fit_grade
 from shopkeeper.search._train_ranker import RankerConfig, catalogue_texts, train_ranker
 from shopkeeper.warehouse import Warehouse, Workspace, lineage_graph
 from tests.cli.test_cli import run
-from tests.search.catalog import write_catalogue
+from tests.search.catalog import JUDGMENTS, QUERIES, write_catalogue
 
 # Seed 0 on the 8 tiny queries: q5-q8 train, q1, q3, q4 validation, q2 test.
 SPLIT = SearchEvalConfig(validation_fraction=0.25, test_fraction=0.25)
@@ -121,6 +122,8 @@ def test_fine_tuning_the_real_model_learns_the_judged_order(search_workspace: Wo
     scores = int8.score(int8.encode(queries), rows)
     ok = np.isfinite(fp32)
     assert np.corrcoef(fp32[ok], scores[ok])[0, 1] > 0.95
+    line, _, _ = _check_calibration(search_workspace)
+    assert line["b"] != 0  # the tuned ranker's logits spread: a real slope
 
 
 def test_the_rerank_stage_keeps_the_tail_sorted_and_the_filters(
@@ -219,3 +222,55 @@ def test_cli_train_search_and_use_the_ranker(tmp_path: Path, tiny_model_dir: Pat
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("depth: 0\n", encoding="utf-8")
     assert run(home, "train", "search", "--config", str(bad_cfg)).returncode == 2
+
+
+def test_fit_grade_is_the_least_squares_line() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random(50)
+    y = 1 + 2 * x + rng.normal(0, 0.1, 50)
+    b, a = np.polyfit(x, y, 1)
+    assert fit_grade(x, y) == pytest.approx((a, b), abs=1e-5)
+    assert fit_grade(np.full(4, 0.3), np.array([1.0, 2.0, 3.0, 2.0])) == (2.0, 0.0)
+    flat = 0.3 + np.array([0.0, 1e-5, 2e-5, 3e-5])  # no real spread: no slope either
+    assert fit_grade(flat, np.array([1.0, 2.0, 3.0, 2.0])) == (2.0, 0.0)
+    assert fit_grade(np.zeros(0), np.zeros(0)) == (0.0, 0.0)
+
+
+def test_the_predicted_grade_is_a_line_fitted_on_the_validation_judgments(
+    search_workspace: Workspace, tiny_model_dir: Path
+) -> None:
+    """Trained with negatives, the raw sigmoid runs low on judged pairs; the stored line
+    is the least-squares fit on the validation queries' 7 judged pairs (q1, q3, q4), so
+    there it predicts grades no worse than their mean does."""
+    train_ranker(search_workspace, _cfg(tiny_model_dir, epochs=1), None, SPLIT)
+    line, reranked, logits = _check_calibration(search_workspace)
+    assert line["b"] == 0  # the tiny random ranker barely tells pairs apart: the mean
+    lexical = reranked.base
+    raw = 1 + 2 / (1 + np.exp(-logits.astype(np.float64)))
+    uncalibrated = RerankedRetriever(lexical, reranked.ranker, reranked.texts, grades=(1.0, 3.0))
+    np.testing.assert_allclose(uncalibrated.grade(logits), raw)
+
+
+def _check_calibration(ws: Workspace) -> tuple[dict[str, Any], RerankedRetriever, Any]:
+    """The stored grade line is `fit_grade` on the validation queries' 7 judged pairs
+    (q1, q3, q4) and, there, no worse than their mean or the raw sigmoid span; the line,
+    the fp32 rerank stage and those pairs' logits."""
+    with Warehouse(ws, read_only=True) as wh:
+        line = wh.version(RANKER_ASSET).params["calibration"]
+    assert line["pairs"] == 7
+    lexical = open_lexical(ws)
+    ids = lexical.item_ids
+    texts = dict(zip(ids, catalogue_texts(ws, ids), strict=True))
+    pairs = [(q, i, g) for q, i, g in JUDGMENTS if q in ("q1", "q3", "q4")]
+    query = dict(QUERIES)
+    reranked = open_reranked(ws, lexical, precision="fp32")
+    logits = reranked.ranker.score([query[q] for q, _, _ in pairs], [texts[i] for _, i, _ in pairs])
+    grades = np.array([g for _, _, g in pairs])
+    sig = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    assert (line["a"], line["b"]) == pytest.approx(fit_grade(sig, grades), abs=1e-4)
+    predicted = reranked.grade(logits)
+    np.testing.assert_allclose(predicted, np.clip(line["a"] + line["b"] * sig, 1, 3), atol=1e-6)
+    err = float(np.sqrt(np.mean((predicted - grades) ** 2)))
+    assert err <= float(np.sqrt(np.mean((grades - grades.mean()) ** 2))) + 1e-9
+    assert err <= float(np.sqrt(np.mean((1 + 2 * sig - grades) ** 2))) + 1e-9
+    return line, reranked, logits

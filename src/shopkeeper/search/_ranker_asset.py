@@ -200,4 +200,10 @@ def open_reranked(
         stored.depth,
         (float(grades["min_grade"]), float(grades["max_grade"])),
         float(stored.params.get("blend", 0.0)),
+        _calibration(stored.params.get("calibration")),
     )
+
+
+def _calibration(line: dict[str, Any] | None) -> tuple[float, float] | None:
+    """The stored grade line (None for rankers stored before it was fitted)."""
+    return None if line is None else (float(line["a"]), float(line["b"]))

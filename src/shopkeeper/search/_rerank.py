@@ -65,6 +65,23 @@ def score_rows(
     return out
 
 
+def fit_grade(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """(a, b) of the least-squares line `y ≈ a + b·x`; b = 0 (the mean of y, or 0 with
+    no pairs) when x hardly varies (standard deviation under 1e-3: a ranker that does
+    not tell the pairs apart, whose slope would only amplify noise). A constant is such a
+    line, so on the pairs it was fitted to it is never worse than predicting their mean.
+
+    >>> fit_grade(np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 3.0]))
+    (1.0, 2.0)
+    """
+    if len(x) == 0:
+        return 0.0, 0.0
+    dx = x - x.mean()
+    var = float(dx @ dx)
+    b = float(dx @ (y - y.mean())) / var if var > len(x) * 1e-6 else 0.0
+    return round(float(y.mean()) - b * float(x.mean()), 6), round(b, 6)
+
+
 class RerankedRetriever:
     """`base` retrieves, the cross-encoder orders the top `depth` of each query.
 
@@ -76,6 +93,8 @@ class RerankedRetriever:
         grades: The (lowest, highest) relevance grade that `sigmoid(logit)` spans (None:
             the ranker predicts no grade).
         blend: The first stage's share of the final score.
+        calibration: (a, b): the grade is `a + b·sigmoid(logit)`, kept within `grades`
+            (None: the plain span of `grades`).
     """
 
     def __init__(
@@ -86,6 +105,7 @@ class RerankedRetriever:
         depth: int = 50,
         grades: tuple[float, float] | None = None,
         blend: float = 0.0,
+        calibration: tuple[float, float] | None = None,
     ) -> None:
         if len(texts) != len(base.item_ids):
             raise ValueError(f"{len(texts)} item texts for {len(base.item_ids)} catalogue rows")
@@ -95,10 +115,12 @@ class RerankedRetriever:
         self.depth = depth
         self.grades = grades
         self.blend = blend
+        self.calibration = calibration
         self.item_ids = base.item_ids
 
     def grade(self, logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """The relevance grade each logit predicts: `lo + (hi - lo) * sigmoid(logit)`.
+        """The relevance grade each logit predicts: `a + b·sigmoid(logit)` within
+        `[lo, hi]` when calibrated, else `lo + (hi - lo)·sigmoid(logit)`.
 
         Raises:
             ValueError: the ranker was given no grade scale.
@@ -106,7 +128,12 @@ class RerankedRetriever:
         if self.grades is None:
             raise ValueError("this ranker has no grade scale")
         lo, hi = self.grades
-        return lo + (hi - lo) / (1.0 + np.exp(-logits.astype(np.float64)))
+        p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        if self.calibration is None:
+            return lo + (hi - lo) * p
+        a, b = self.calibration
+        out: npt.NDArray[np.float64] = np.clip(a + b * p, lo, hi)
+        return out
 
     @property
     def name(self) -> str:

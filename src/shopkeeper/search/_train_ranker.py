@@ -4,11 +4,11 @@ Training pairs come from the train queries of the query-disjoint split that `eva
 search` uses (so no test query is ever trained on): every judged pair, its target the
 grade scaled to [0, 1], plus hard negatives, unjudged items among the first stage's top
 `depth` for the query, target 0 (the full-catalogue protocol counts unjudged items as
-irrelevant). Loss: binary cross-entropy on the logit, so `sigmoid(logit)` predicts the
-scaled grade (RMSE in the report). BERT fine-tuning practice: AdamW with a small learning
-rate, linear warm-up and decay, gradient clipping, early stopping on the validation
-queries' full-catalogue nDCG@10 after reranking, and a time budget that stops with the
-best weights so far.
+irrelevant). Loss: binary cross-entropy on the logit; the grade the ranker predicts (RMSE
+in the report) is a line in `sigmoid(logit)` fitted to the validation queries' judged
+pairs. BERT fine-tuning practice: AdamW with a small learning rate, linear warm-up and
+decay, gradient clipping, early stopping on the validation queries' full-catalogue
+nDCG@10 after reranking, and a time budget that stops with the best weights so far.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from shopkeeper.search._fusion import HybridRetriever
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._ranker_asset import RANKER_ASSET, save_ranker
-from shopkeeper.search._rerank import blend_scores, score_rows
+from shopkeeper.search._rerank import blend_scores, fit_grade, score_rows
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -178,6 +178,17 @@ class _Validator:
         ok = ~np.isnan(per)
         return float(per[ok].mean()) if ok.any() else 0.0
 
+    def calibrate(self, ranker: CrossEncoder, min_grade: float) -> dict[str, float]:
+        """The grade line `a + b·sigmoid(logit)` fitted by least squares to the validation
+        queries' judged pairs (their grades; see `fit_grade`)."""
+        cand = self.qrels.candidates
+        judged = cand >= 0
+        logits = score_rows(ranker, self.queries, cand, self.texts)[judged]
+        a, b = fit_grade(
+            1.0 / (1.0 + np.exp(-logits.astype(np.float64))), self.qrels.ideal[judged] + min_grade
+        )
+        return {"a": a, "b": b, "pairs": int(judged.sum())}
+
     def __call__(self, ranker: CrossEncoder) -> float:
         logits = score_rows(ranker, self.queries, self.rows, self.texts)
         found = [(self._ndcg(blend_scores(logits, self.base, w)), -w) for w in BLENDS]
@@ -234,6 +245,9 @@ def train_ranker(
     )
     model = CrossEncoder.pretrained(cfg.model_path, cfg.seed, cfg.max_length, cfg.layers)
     fit = _fit(model, pairs, texts, validate, cfg, time_budget_s, timer)
+    # Trained on negatives too, sigmoid(logit) runs low on judged (mostly relevant) pairs:
+    # the grade it predicts is read off a line fitted on validation, not the raw scale.
+    calibration = validate.calibrate(model, ev.min_grade)
     params = {
         "model": "cross-encoder",
         "config": cfg.model_dump(mode="json"),
@@ -242,6 +256,7 @@ def train_ranker(
         "initialized_from": str(cfg.model_path or packaged_model_path().name),
         "split": {k: getattr(ev, k) for k in ("seed", "validation_fraction", "test_fraction")},
         "grades": grades,
+        "calibration": calibration,
         "pairs": {"judged": pairs.judged, "negatives": pairs.negatives},
         "time_budget_s": time_budget_s,
         **{k: v for k, v in fit.items() if k not in ("history",)},
