@@ -185,3 +185,40 @@ def test_the_service_serves_the_tuned_hybrid_only_when_it_beat_the_base(
     assert name.startswith("hybrid-tuned-") if helped else name == "bm25"
     got, want = snap.searcher.search(["led bulb"], k=3)[0], expected.search(["led bulb"], 3)[0]
     assert [h["item_id"] for h in got] == [h["item_id"] for h in want]
+
+
+def test_the_ranker_trains_over_the_tuned_hybrid_when_it_won(
+    search_workspace: Workspace, tiny_model_dir: Path
+) -> None:
+    """`train search` after a winning bi-encoder reranks the tuned hybrid: it records the
+    encoder version (lineage too), and reopening it reranks that same first stage."""
+    from shopkeeper.search._ranker_asset import RANKER_ASSET, open_reranked, stored_params
+    from shopkeeper.search._train_ranker import RankerConfig, train_ranker
+    from shopkeeper.search._tuned_dense import tuned_hybrid
+
+    bi = _cfg(tiny_model_dir, epochs=6, learning_rate=1e-3)  # wins validation (see above)
+    train_bi_encoder(search_workspace, bi, None, SPLIT)
+    cfg = RankerConfig(model_path=tiny_model_dir, depth=10, negatives=2, batch_size=4, epochs=1)
+    out = train_ranker(search_workspace, cfg, None, SPLIT)
+    base = tuned_hybrid(search_workspace, open_lexical(search_workspace))
+    assert out["base"] == base.name
+    assert base.name.startswith("hybrid-tuned-")
+    with Warehouse(search_workspace, read_only=True) as wh:
+        params = wh.version(RANKER_ASSET).params
+        edges = {(e["from"], e["relation"]) for e in lineage_graph(wh, RANKER_ASSET)["edges"]}
+    assert params["tuned_encoder"] == 1
+    assert (f"asset:{TUNED_ASSET}@v1", "candidates_from") in edges
+    assert not any(e.startswith("asset:item_embeddings") for e, _ in edges)
+    lexical = open_lexical(search_workspace)
+    reranked = open_reranked(search_workspace, lexical)
+    assert reranked.name == f"{base.name}+ce-int8"
+    ranker = Searcher.open(search_workspace, "ranker")
+    assert ranker.name == reranked.name
+    # The reranked top 10 is a reordering of the tuned hybrid's top 10 candidates.
+    first = {h["item_id"] for h in Searcher(base).search(["drill"], k=10)[0]}
+    again = {h["item_id"] for h in ranker.search(["drill"], k=10)[0]}
+    assert again == first
+    # Asked for BM25, the ranker reranks BM25 and names no encoder.
+    other = RankerConfig(model_path=tiny_model_dir, depth=10, epochs=1, base="bm25")
+    assert train_ranker(search_workspace, other, None, SPLIT)["base"] == "bm25"
+    assert stored_params(search_workspace)["tuned_encoder"] is None

@@ -24,6 +24,7 @@ from shopkeeper.search._cross_encoder import CrossEncoder, RankerPrecision
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever
 from shopkeeper.search._open import has_dense, open_dense
 from shopkeeper.search._rerank import RerankedRetriever
+from shopkeeper.search._tuned_dense import TUNED_ASSET, tuned_hybrid
 from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ def save_ranker(
             table = pa.Table.from_pylist(history, schema=_HISTORY_SCHEMA)
             pq.write_table(table, tmp / HISTORY_FILE)
             with Warehouse(ws, read_only=True) as wh:
-                if dense is not None:
+                if dense is not None and params.get("tuned_encoder"):
+                    parents.append((TUNED_ASSET, int(params["tuned_encoder"]), "candidates_from"))
+                elif dense is not None:
                     emb = wh.version(INDEX_ASSET, dense.ann.version).params["embeddings_version"]
                     parents.append((EMBEDDINGS_ASSET, int(emb), "candidates_from"))
                 latest = wh.latest(RANKER_ASSET)
@@ -180,7 +183,11 @@ def open_reranked(
     """
     stored = load_ranker(ws, version, precision)
     base: Retriever = lexical
-    if stored.params.get("fusion") is not None:
+    tuned = stored.params.get("tuned_encoder")
+    if tuned:
+        fusion = FusionConfig.model_validate(stored.params["fusion"])
+        base = tuned_hybrid(ws, lexical, fusion, version=int(tuned))
+    elif stored.params.get("fusion") is not None:
         if dense is None:
             if not has_dense(ws):
                 raise NotFoundError(

@@ -31,7 +31,7 @@ from shopkeeper.search._personalize import (
 from shopkeeper.search._ranker_asset import has_ranker, open_reranked, stored_params
 from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Ranked
-from shopkeeper.search._tuned_dense import open_tuned_dense, tuned_helps, tuned_params
+from shopkeeper.search._tuned_dense import open_tuned_dense, tuned_helps, tuned_hybrid
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -107,12 +107,12 @@ class Searcher:
         """A searcher over the workspace's latest items.
 
         `auto` is the best configuration the workspace has: the ranker of `train search`
-        over its first stage when one is stored and beat that first stage on its
-        validation queries; else hybrid with the fine-tuned bi-encoder when one is
-        stored and beat the pre-trained encoder on its validation queries; else hybrid
-        when `features build` has made item vectors; else BM25. `dense-tuned` and
-        `hybrid-tuned` (the fine-tuned encoder, hybrid with the fusion tuned for it when
-        `fusion` is not given) need `train search --model bi-encoder`.
+        over its first stage (BM25, hybrid or hybrid-tuned) when one is stored and beat
+        that first stage on its validation queries; else hybrid with the fine-tuned
+        bi-encoder when one is stored and beat the pre-trained encoder on its validation
+        queries; else hybrid when `features build` has made item vectors; else BM25.
+        `dense-tuned` and `hybrid-tuned` (the fine-tuned encoder, hybrid with the fusion
+        tuned for it when `fusion` is not given) need `train search --model bi-encoder`.
 
         Raises:
             ConfigError: dense or hybrid asked for without item vectors.
@@ -121,7 +121,8 @@ class Searcher:
         lexical = open_lexical(ws, spelling=spelling)
         dense_ok = model != "bm25" and has_dense(ws)
         if model == "ranker" or (model == "auto" and _ranker_helps(ws, dense_ok)):
-            dense = open_dense(ws, lexical.item_ids, encoder) if dense_ok else None
+            pretrained = dense_ok and not stored_params(ws).get("tuned_encoder")
+            dense = open_dense(ws, lexical.item_ids, encoder) if pretrained else None
             return cls(open_reranked(ws, lexical, dense), workspace=ws)
         if model == "auto" and tuned_helps(ws):
             model = "hybrid-tuned"
@@ -377,28 +378,9 @@ def _ranker_helps(ws: Workspace, dense_ok: bool) -> bool:
     if not has_ranker(ws):
         return False
     params = stored_params(ws)
-    if params.get("fusion") is not None and not dense_ok:
+    if params.get("fusion") is not None and not params.get("tuned_encoder") and not dense_ok:
         return False
     return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
-
-
-def tuned_hybrid(
-    ws: Workspace,
-    lexical: LexicalRetriever,
-    fusion: FusionConfig | None = None,
-    threads: int | None = None,
-) -> HybridRetriever:
-    """BM25 fused with the fine-tuned encoder, by the fusion tuned for it on validation
-    unless `fusion` is given (`threads` caps the query encoder's).
-
-    Raises:
-        NotFoundError: no fine-tuned encoder has been stored.
-    """
-    tuned = open_tuned_dense(ws, lexical.item_ids, threads=threads)
-    stored = tuned_params(ws).get("fusion")
-    if fusion is None and stored is not None:
-        fusion = FusionConfig.model_validate(stored)
-    return HybridRetriever(lexical, tuned, fusion)
 
 
 def _truncate(ranked: Ranked, k: int) -> Ranked:

@@ -33,6 +33,7 @@ from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._ranker_asset import RANKER_ASSET, save_ranker
 from shopkeeper.search._rerank import blend_scores, fit_grade, score_rows
+from shopkeeper.search._tuned_dense import TUNED_NAME, tuned_helps, tuned_hybrid
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class RankerConfig(BaseModel):
     """The sentence-transformers folder whose encoder starts the ranker (default: the
     packaged all-MiniLM-L6-v2)."""
     base: str = "auto"
-    """The first stage: auto (hybrid when item vectors exist, else bm25), bm25 or hybrid."""
+    """The first stage: `auto` (hybrid-tuned when a fine-tuned bi-encoder beat the
+    pre-trained one on validation, else hybrid when item vectors exist, else bm25), bm25,
+    hybrid or hybrid-tuned."""
     depth: PositiveInt = 50
     """Candidates per query the ranker reorders (training negatives come from them too)."""
     negatives: NonNegativeInt = 6
@@ -94,14 +97,22 @@ def open_base(ws: Workspace, base: str = "auto") -> Retriever:
         ConfigError: an unknown base, or hybrid without item vectors.
     """
     lexical = open_lexical(ws)
-    if base not in ("auto", "bm25", "hybrid"):
-        raise ConfigError(f"unknown ranker base {base!r}; use auto, bm25 or hybrid")
+    if base not in ("auto", "bm25", "hybrid", "hybrid-tuned"):
+        raise ConfigError(f"unknown ranker base {base!r}; use auto, bm25, hybrid or hybrid-tuned")
+    if base == "hybrid-tuned" or (base == "auto" and tuned_helps(ws)):
+        return tuned_hybrid(ws, lexical)
     dense_ok = base != "bm25" and has_dense(ws)
     if base == "hybrid" and not dense_ok:
         raise ConfigError("a hybrid base needs item vectors: run `shopkeeper features build`")
     if not dense_ok:
         return lexical
     return HybridRetriever(lexical, open_dense(ws, lexical.item_ids))
+
+
+def _tuned_version(base: Retriever) -> int | None:
+    """The `search_encoder` version a hybrid base retrieves with (None: not fine-tuned)."""
+    dense = getattr(base, "dense", None)
+    return int(dense.ann.version) if dense is not None and dense.name == TUNED_NAME else None
 
 
 def catalogue_texts(ws: Workspace, item_ids: list[str]) -> list[str]:
@@ -253,6 +264,7 @@ def train_ranker(
         "config": cfg.model_dump(mode="json"),
         "base": base.name,
         "fusion": base.cfg.model_dump(mode="json") if isinstance(base, HybridRetriever) else None,
+        "tuned_encoder": _tuned_version(base),
         "initialized_from": str(cfg.model_path or packaged_model_path().name),
         "split": {k: getattr(ev, k) for k in ("seed", "validation_fraction", "test_fraction")},
         "grades": grades,

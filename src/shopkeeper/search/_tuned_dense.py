@@ -19,6 +19,7 @@ from shopkeeper.errors import NotFoundError
 from shopkeeper.features import AnnIndex, EncoderConfig, IndexConfig, ItemEncoder
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.search._assets import SEARCH_INDEX_ASSET
+from shopkeeper.search._fusion import FusionConfig, HybridRetriever
 from shopkeeper.search._retrieve import DenseRetriever
 from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from shopkeeper.search._data import Judged
+    from shopkeeper.search._retrieve import LexicalRetriever
     from shopkeeper.warehouse import Workspace
 
 TUNED_ASSET = "search_encoder"
@@ -155,3 +157,24 @@ def open_tuned_dense(
         encoder["threads"] = threads
     cfg = EncoderConfig.model_validate(encoder)
     return DenseRetriever(ann, ItemEncoder(cfg), item_ids, name=TUNED_NAME)
+
+
+def tuned_hybrid(
+    ws: Workspace,
+    lexical: LexicalRetriever,
+    fusion: FusionConfig | None = None,
+    threads: int | None = None,
+    version: int | None = None,
+) -> HybridRetriever:
+    """BM25 fused with the fine-tuned encoder (`version`, default the latest), by the
+    fusion tuned for it on validation unless `fusion` is given (`threads` caps the query
+    encoder's).
+
+    Raises:
+        NotFoundError: no fine-tuned encoder has been stored (or no such version).
+    """
+    tuned = open_tuned_dense(ws, lexical.item_ids, version, threads)
+    stored = tuned_params(ws, version).get("fusion")
+    if fusion is None and stored is not None:
+        fusion = FusionConfig.model_validate(stored)
+    return HybridRetriever(lexical, tuned, fusion)

@@ -189,7 +189,7 @@ def _load_searcher(
     """
     from shopkeeper.search import HybridRetriever, Searcher, load_search_index, open_dense
     from shopkeeper.search._retrieve import LexicalRetriever
-    from shopkeeper.search._searcher import tuned_hybrid
+    from shopkeeper.search._tuned_dense import tuned_hybrid
 
     lexical = LexicalRetriever(load_search_index(ws))
     bm25 = Searcher(lexical, workspace=ws)
