@@ -214,9 +214,9 @@ def evaluate_search(
     dense: DenseRetriever | None = None
     tuned: DenseRetriever | None = None
     if any(m in RANKERS for m in models):
-        _check_trained_split(ws, cfg, RANKER_ASSET)
+        _check_trained_split(RANKER_ASSET, stored_params(ws), cfg)
     if any(m in TUNED for m in models):
-        _check_trained_split(ws, cfg, TUNED_ASSET)
+        _check_trained_split(TUNED_ASSET, tuned_params(ws), cfg)
         tuned = open_tuned_dense(ws, item_ids)
     if any(m in ("dense", "hybrid") for m in models):
         if not has_dense(ws):
@@ -345,15 +345,14 @@ def _rows(
     return out
 
 
-def _check_trained_split(ws: Workspace, cfg: SearchEvalConfig, asset: str) -> None:
-    """A stored trained model (ranker or bi-encoder) must be tested on the split it was
-    trained with (else test queries may be among its training queries).
+def _check_trained_split(asset: str, params: dict[str, Any], cfg: SearchEvalConfig) -> None:
+    """A stored trained model (ranker or bi-encoder, by its `params`) must be tested on the
+    split it was trained with (else test queries may be among its training queries).
 
     Raises:
-        NotFoundError: no such model has been trained.
         ConfigError: the protocol's split differs from the model's.
     """
-    trained = (stored_params(ws) if asset == RANKER_ASSET else tuned_params(ws))["split"]
+    trained = params["split"]
     asked = {k: getattr(cfg, k) for k in trained}
     if asked != trained:
         raise ConfigError(

@@ -28,6 +28,7 @@ from shopkeeper.search._tuned_dense import TUNED_ASSET, tuned_hybrid
 from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
 
 if TYPE_CHECKING:
+    from shopkeeper.features import ItemEncoder
     from shopkeeper.search._data import Judged
     from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Retriever
     from shopkeeper.warehouse import Workspace
@@ -174,9 +175,12 @@ def open_reranked(
     dense: DenseRetriever | None = None,
     precision: RankerPrecision | None = None,
     version: int | None = None,
+    encoder: ItemEncoder | None = None,
 ) -> RerankedRetriever:
-    """The stored ranker over the first stage it was trained with (hybrid with its stored
-    fusion, or BM25), at its serving precision unless another is asked for.
+    """The stored ranker over the first stage it was trained with (hybrid-tuned with the
+    encoder version it recorded, hybrid with its stored fusion, or BM25), at its serving
+    precision unless another is asked for. A hybrid ranker uses `dense` when given, else
+    opens the item index's retriever with `encoder` (None: the index's own encoder).
 
     Raises:
         NotFoundError: no ranker, or a hybrid-trained ranker without item vectors.
@@ -194,7 +198,7 @@ def open_reranked(
                     f"{RANKER_ASSET} v{stored.version} reranks hybrid results, but there are "
                     "no item vectors: run `shopkeeper features build`"
                 )
-            dense = open_dense(ws, lexical.item_ids)
+            dense = open_dense(ws, lexical.item_ids, encoder)
         fusion = FusionConfig.model_validate(stored.params["fusion"])
         base = HybridRetriever(lexical, dense, fusion)
     with Warehouse(ws, read_only=True) as wh:

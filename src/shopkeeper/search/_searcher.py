@@ -31,7 +31,12 @@ from shopkeeper.search._personalize import (
 from shopkeeper.search._ranker_asset import has_ranker, open_reranked, stored_params
 from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Ranked
-from shopkeeper.search._tuned_dense import open_tuned_dense, tuned_helps, tuned_hybrid
+from shopkeeper.search._tuned_dense import (
+    beats_base,
+    open_tuned_dense,
+    tuned_helps,
+    tuned_hybrid,
+)
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -121,9 +126,7 @@ class Searcher:
         lexical = open_lexical(ws, spelling=spelling)
         dense_ok = model != "bm25" and has_dense(ws)
         if model == "ranker" or (model == "auto" and _ranker_helps(ws, dense_ok)):
-            pretrained = dense_ok and not stored_params(ws).get("tuned_encoder")
-            dense = open_dense(ws, lexical.item_ids, encoder) if pretrained else None
-            return cls(open_reranked(ws, lexical, dense), workspace=ws)
+            return cls(open_reranked(ws, lexical, encoder=encoder), workspace=ws)
         if model == "auto" and tuned_helps(ws):
             model = "hybrid-tuned"
         if model == "dense-tuned":
@@ -380,7 +383,7 @@ def _ranker_helps(ws: Workspace, dense_ok: bool) -> bool:
     params = stored_params(ws)
     if params.get("fusion") is not None and not params.get("tuned_encoder") and not dense_ok:
         return False
-    return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
+    return beats_base(params)
 
 
 def _truncate(ranked: Ranked, k: int) -> Ranked:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 TUNED_ASSET = "search_encoder"
 TUNED_NAME = "dense-tuned"
 MODEL_FOLDER = "model"
+_NONE_YET = "no fine-tuned search encoder yet; run `shopkeeper train search --model bi-encoder`"
 
 
 def has_tuned_dense(ws: Workspace) -> bool:
@@ -49,9 +50,7 @@ def tuned_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
     """
     with Warehouse(ws, read_only=True) as wh:
         if version is None and wh.latest(TUNED_ASSET) is None:
-            raise NotFoundError(
-                "no fine-tuned search encoder yet; run `shopkeeper train search --model bi-encoder`"
-            )
+            raise NotFoundError(_NONE_YET)
         return dict(wh.version(TUNED_ASSET, version).params)
 
 
@@ -121,13 +120,14 @@ def save_tuned(
 
 def tuned_helps(ws: Workspace) -> bool:
     """A fine-tuned bi-encoder is stored and beat the pre-trained one on validation."""
-    if not has_tuned_dense(ws):
-        return False
-    return beats_base(tuned_params(ws))
+    with Warehouse(ws, read_only=True) as wh:
+        latest = wh.latest(TUNED_ASSET)
+    return latest is not None and beats_base(latest.params)
 
 
 def beats_base(params: dict[str, Any]) -> bool:
-    """Whether a stored bi-encoder's params say it beat the pre-trained one on validation."""
+    """Whether a trained search model's params (bi-encoder or ranker) say it beat what it
+    started from on its validation queries."""
     return float(params["validation_ndcg"]) > float(params["validation_ndcg_base"])
 
 
@@ -140,23 +140,7 @@ def open_tuned_dense(
     Raises:
         NotFoundError: no fine-tuned encoder has been stored (or no such version).
     """
-    faiss = require_ml("faiss")
-    params = tuned_params(ws, version)
-    with Warehouse(ws, read_only=True) as wh:
-        v = wh.version(TUNED_ASSET, version)
-        (ids_file,) = wh.files(TUNED_ASSET, v.version, "data")
-        artifacts = wh.files(TUNED_ASSET, v.version, "artifact")
-    index_file = next(p for p in artifacts if p.name == "index.faiss")
-    index = faiss.read_index(str(index_file))
-    if params["index"]["type"] == "hnsw":
-        index.hnsw.efSearch = params["index"]["config"]["ef_search"]
-    ids = pq.read_table(ids_file).sort_by("row").column("item_id").to_pylist()
-    ann = AnnIndex(index, ids, params["index"]["type"], v.version)
-    encoder = {**params["encoder"], "model_path": index_file.parent / MODEL_FOLDER}
-    if threads:
-        encoder["threads"] = threads
-    cfg = EncoderConfig.model_validate(encoder)
-    return DenseRetriever(ann, ItemEncoder(cfg), item_ids, name=TUNED_NAME)
+    return _open(ws, item_ids, version, threads)[0]
 
 
 def tuned_hybrid(
@@ -173,8 +157,33 @@ def tuned_hybrid(
     Raises:
         NotFoundError: no fine-tuned encoder has been stored (or no such version).
     """
-    tuned = open_tuned_dense(ws, lexical.item_ids, version, threads)
-    stored = tuned_params(ws, version).get("fusion")
+    tuned, params = _open(ws, lexical.item_ids, version, threads)
+    stored = params.get("fusion")
     if fusion is None and stored is not None:
         fusion = FusionConfig.model_validate(stored)
     return HybridRetriever(lexical, tuned, fusion)
+
+
+def _open(
+    ws: Workspace, item_ids: list[str], version: int | None, threads: int | None
+) -> tuple[DenseRetriever, dict[str, Any]]:
+    """The tuned dense retriever of a version and that version's params (one catalog read)."""
+    faiss = require_ml("faiss")
+    with Warehouse(ws, read_only=True) as wh:
+        if version is None and wh.latest(TUNED_ASSET) is None:
+            raise NotFoundError(_NONE_YET)
+        v = wh.version(TUNED_ASSET, version)
+        (ids_file,) = wh.files(TUNED_ASSET, v.version, "data")
+        artifacts = wh.files(TUNED_ASSET, v.version, "artifact")
+    params = dict(v.params)
+    index_file = next(p for p in artifacts if p.name == "index.faiss")
+    index = faiss.read_index(str(index_file))
+    if params["index"]["type"] == "hnsw":
+        index.hnsw.efSearch = params["index"]["config"]["ef_search"]
+    ids = pq.read_table(ids_file).sort_by("row").column("item_id").to_pylist()
+    ann = AnnIndex(index, ids, params["index"]["type"], v.version)
+    encoder = {**params["encoder"], "model_path": index_file.parent / MODEL_FOLDER}
+    if threads:
+        encoder["threads"] = threads
+    cfg = EncoderConfig.model_validate(encoder)
+    return DenseRetriever(ann, ItemEncoder(cfg), item_ids, name=TUNED_NAME), params

@@ -153,7 +153,7 @@ def open_snapshot(ws: Workspace, key: dict[str, int], threads: int | None = None
         snap.ann = _load_ann(ws)
     if key[SEARCH_INDEX_ASSET]:
         snap.searcher, snap.lexical = _load_searcher(
-            ws, bool(key[INDEX_ASSET]), bool(key.get(TUNED_ASSET)), threads
+            ws, bool(key[INDEX_ASSET]), key.get(TUNED_ASSET, 0), threads
         )
     snap.built_s = timer.seconds
     _log.info("snapshot open", snapshot=snap.id, seconds=round(snap.built_s, 3), **key)
@@ -178,14 +178,15 @@ def _load_ann(ws: Workspace) -> AnnIndex:
 
 
 def _load_searcher(
-    ws: Workspace, dense: bool, tuned: bool, threads: int | None
+    ws: Workspace, dense: bool, tuned: int, threads: int | None
 ) -> tuple[Searcher, Searcher]:
     """The searcher and BM25 alone; never rebuilding.
 
     The searcher is the best first stage `search` would pick without the cross-encoder
     (its rerank of 50 candidates costs more than the latency budget): hybrid with the
-    fine-tuned bi-encoder when `tuned` (the key holds one that beat the pre-trained
-    encoder on validation), else hybrid when there are item vectors, else BM25.
+    fine-tuned bi-encoder version `tuned` when the key holds one (only one that beat the
+    pre-trained encoder on validation counts), else hybrid when there are item vectors,
+    else BM25.
     """
     from shopkeeper.search import HybridRetriever, Searcher, load_search_index, open_dense
     from shopkeeper.search._retrieve import LexicalRetriever
@@ -195,7 +196,8 @@ def _load_searcher(
     bm25 = Searcher(lexical, workspace=ws)
     if tuned:
         try:
-            return Searcher(tuned_hybrid(ws, lexical, threads=threads), workspace=ws), bm25
+            hybrid = tuned_hybrid(ws, lexical, threads=threads, version=tuned)
+            return Searcher(hybrid, workspace=ws), bm25
         except (NotFoundError, ValueError, OSError) as exc:
             _log.warning("fine-tuned search encoder unavailable", error=str(exc))
     if not dense:
