@@ -13,7 +13,7 @@ import pytest
 from shopkeeper.errors import ConfigError, NotFoundError
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
 from shopkeeper.search._train_bi_encoder import BiEncoderConfig, train_bi_encoder
-from shopkeeper.search._train_ranker import catalogue_texts
+from shopkeeper.search._train_ranker import catalogue_texts, open_base
 from shopkeeper.search._tuned_dense import TUNED_ASSET, open_tuned_dense, tuned_params
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, lineage_graph
 from tests.cli.test_cli import run
@@ -218,6 +218,10 @@ def test_the_ranker_trains_over_the_tuned_hybrid_when_it_won(
     first = {h["item_id"] for h in Searcher(base).search(["drill"], k=10)[0]}
     again = {h["item_id"] for h in ranker.search(["drill"], k=10)[0]}
     assert again == first
+    # A new bi-encoder still mines its negatives from the pre-trained first stage.
+    assert open_base(search_workspace, "auto", tuned=False).name == "bm25"  # no item vectors
+    with pytest.raises(ConfigError, match="unknown base 'hybrid-tuned'"):
+        open_base(search_workspace, "hybrid-tuned", tuned=False)
     # Asked for BM25, the ranker reranks BM25 and names no encoder.
     other = RankerConfig(model_path=tiny_model_dir, depth=10, epochs=1, base="bm25")
     assert train_ranker(search_workspace, other, None, SPLIT)["base"] == "bm25"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import expit
 
 from shopkeeper.search._fusion import minmax, rank_candidates
 from shopkeeper.search._retrieve import Ranked
@@ -76,10 +77,10 @@ def fit_grade(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[f
     """
     if len(x) == 0:
         return 0.0, 0.0
-    dx = x - x.mean()
-    var = float(dx @ dx)
-    b = float(dx @ (y - y.mean())) / var if var > len(x) * 1e-6 else 0.0
-    return round(float(y.mean()) - b * float(x.mean()), 6), round(b, 6)
+    if float(x.std()) < 1e-3:
+        return round(float(y.mean()), 6), 0.0
+    b, a = np.polyfit(x, y, 1)
+    return round(float(a), 6), round(float(b), 6)
 
 
 class RerankedRetriever:
@@ -128,7 +129,7 @@ class RerankedRetriever:
         if self.grades is None:
             raise ValueError("this ranker has no grade scale")
         lo, hi = self.grades
-        p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        p: npt.NDArray[np.float64] = expit(logits.astype(np.float64))
         if self.calibration is None:
             return lo + (hi - lo) * p
         a, b = self.calibration

@@ -19,7 +19,6 @@ best weights then encode the whole catalogue once, with the serving encoder sett
 
 from __future__ import annotations
 
-import copy
 import math
 import tempfile
 from pathlib import Path
@@ -31,13 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from shopkeeper.errors import ConfigError
 from shopkeeper.features import AnnIndex, EncoderConfig, IndexConfig, ItemEncoder, build_ann
 from shopkeeper.features._encoder import packaged_model_path, require_ml
-from shopkeeper.logging import Stopwatch, get_logger, progress
+from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.search._data import load_judged, split_queries
 from shopkeeper.search._evaluate import SearchEvalConfig, run_full, sample_judged, tune_fusion
+from shopkeeper.search._fine_tune import fine_tune
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, top_k
-from shopkeeper.search._train_ranker import catalogue_texts, fine_tune_optimizer, open_base
+from shopkeeper.search._train_ranker import catalogue_texts, open_base
 from shopkeeper.search._tuned_dense import TUNED_ASSET, TUNED_NAME, save_tuned
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def train_bi_encoder(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     timer = Stopwatch()
-    base = open_base(ws, cfg.base)
+    base = open_base(ws, cfg.base, tuned=False)
     item_ids = base.item_ids
     texts = catalogue_texts(ws, item_ids)
     judged = load_judged(ws)
@@ -306,80 +306,34 @@ def _fit(
     timer: Stopwatch,
 ) -> dict[str, Any]:
     """The training loop; leaves the best weights in `model`."""
-    torch = require_ml("torch")
     losses_mod = require_ml("sentence_transformers.sentence_transformer.losses")
     loss_fn = losses_mod.MultipleNegativesRankingLoss(model, scale=cfg.scale)
-    total = math.ceil(examples.queries / cfg.batch_size) * cfg.epochs
-    opt, sched = fine_tune_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup, total)
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    best = validate(model, texts)
-    start_ndcg = best
-    best_state = copy.deepcopy(model.state_dict())
-    history: list[dict[str, Any]] = [
-        {"step": 0, "epoch": 0, "loss": None, "val_ndcg": round(best, 4), "seconds": 0.0}
-    ]
-    best_step, stale, step, stop, losses = 0, 0, 0, "", []
-    n_items = len(texts)
-    with progress("training the bi-encoder", total=total) as bar:
-        for epoch in range(1, cfg.epochs + 1):
-            qs, pos, neg = examples.epoch(rng, n_items)
-            model.train()
-            for s in range(0, len(qs), cfg.batch_size):
-                sl = slice(s, s + cfg.batch_size)
-                columns = [
-                    [examples.texts[i] for i in qs[sl].tolist()],
-                    [texts[r] for r in pos[sl].tolist()],
-                ]
-                if cfg.hard_negatives:
-                    columns.append([texts[r] for r in neg[sl].tolist()])
-                features = [_features(model, c) for c in columns]
-                loss = loss_fn(features, None)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                losses.append(loss.item())
-                bar.update()
-                over = budget_s is not None and timer.seconds >= budget_s
-                if step % cfg.eval_every == 0 or s + cfg.batch_size >= len(qs) or over:
-                    recent = float(np.mean(losses[-cfg.eval_every :]))
-                    val = validate(model, texts)
-                    model.train()
-                    history.append(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "loss": round(recent, 4),
-                            "val_ndcg": round(val, 4),
-                            "seconds": round(timer.seconds, 1),
-                        }
-                    )
-                    if val > best:
-                        best, best_step, stale = val, step, 0
-                        best_state = copy.deepcopy(model.state_dict())
-                    else:
-                        stale += 1
-                    if cfg.patience and stale >= cfg.patience:
-                        stop = "early stopping"
-                    if over:
-                        stop = "time budget"
-                    bar.update(0, f"bi-encoder: loss {recent:.3f}, val nDCG@10 {best:.4f}")
-                if stop:
-                    break
-            if stop:
-                break
-    if cfg.keep_best:
-        model.load_state_dict(best_state)
-    model.eval()
+
+    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+        triples = np.stack(examples.epoch(rng, len(texts)), axis=1)  # (query, pos, neg) rows
+        return [triples[s : s + cfg.batch_size] for s in range(0, len(triples), cfg.batch_size)]
+
+    def loss_of(batch: npt.NDArray[np.int64]) -> Any:
+        qs, pos, neg = batch.T.tolist()
+        columns = [[examples.texts[i] for i in qs], [texts[r] for r in pos]]
+        if cfg.hard_negatives:
+            columns.append([texts[r] for r in neg])
+        return loss_fn([_features(model, c) for c in columns], None)
+
+    fitted = fine_tune(
+        model,
+        cfg,
+        math.ceil(examples.queries / cfg.batch_size),
+        batches,
+        loss_of,
+        lambda: validate(model, texts),
+        budget_s,
+        timer,
+        "bi-encoder",
+    )
     return {
-        "steps": step,
-        "steps_planned": total,
-        "best_step": best_step,
-        "stopped": stop or "epochs done",
-        "validation_ndcg_base": round(start_ndcg, 4),
-        "validation_ndcg": round(best, 4),
-        "history": history,
+        **fitted.summary(),
+        "validation_ndcg_base": round(fitted.start, 4),
+        "validation_ndcg": round(fitted.best, 4),
+        "history": fitted.history,
     }

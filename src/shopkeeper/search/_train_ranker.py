@@ -13,21 +13,22 @@ nDCG@10 after reranking, and a time budget that stops with the best weights so f
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
+from scipy.special import expit
 
 from shopkeeper.errors import ConfigError
 from shopkeeper.features._encoder import packaged_model_path, require_ml
 from shopkeeper.features._text import read_item_texts
-from shopkeeper.logging import Stopwatch, get_logger, progress
+from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.search._cross_encoder import CrossEncoder, RankerPrecision
 from shopkeeper.search._data import load_judged, split_queries
 from shopkeeper.search._evaluate import SearchEvalConfig, run_full, sample_judged
+from shopkeeper.search._fine_tune import fine_tune
 from shopkeeper.search._fusion import HybridRetriever
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
@@ -90,16 +91,19 @@ class RankerConfig(BaseModel):
     seed: NonNegativeInt = 0
 
 
-def open_base(ws: Workspace, base: str = "auto") -> Retriever:
-    """The first stage the ranker reorders.
+def open_base(ws: Workspace, base: str = "auto", tuned: bool = True) -> Retriever:
+    """The first stage a trained model learns from: the ranker reorders it, the
+    bi-encoder draws hard negatives from it (with `tuned=False`: a new bi-encoder never
+    learns from an earlier one's results, and `hybrid-tuned` is no choice).
 
     Raises:
         ConfigError: an unknown base, or hybrid without item vectors.
     """
     lexical = open_lexical(ws)
-    if base not in ("auto", "bm25", "hybrid", "hybrid-tuned"):
-        raise ConfigError(f"unknown ranker base {base!r}; use auto, bm25, hybrid or hybrid-tuned")
-    if base == "hybrid-tuned" or (base == "auto" and tuned_helps(ws)):
+    choices = ("auto", "bm25", "hybrid", *(("hybrid-tuned",) if tuned else ()))
+    if base not in choices:
+        raise ConfigError(f"unknown base {base!r}; use {', '.join(choices)}")
+    if tuned and (base == "hybrid-tuned" or (base == "auto" and tuned_helps(ws))):
         return tuned_hybrid(ws, lexical)
     dense_ok = base != "bm25" and has_dense(ws)
     if base == "hybrid" and not dense_ok:
@@ -195,9 +199,7 @@ class _Validator:
         cand = self.qrels.candidates
         judged = cand >= 0
         logits = score_rows(ranker, self.queries, cand, self.texts)[judged]
-        a, b = fit_grade(
-            1.0 / (1.0 + np.exp(-logits.astype(np.float64))), self.qrels.ideal[judged] + min_grade
-        )
+        a, b = fit_grade(expit(logits.astype(np.float64)), self.qrels.ideal[judged] + min_grade)
         return {"a": a, "b": b, "pairs": int(judged.sum())}
 
     def __call__(self, ranker: CrossEncoder) -> float:
@@ -289,72 +291,6 @@ def train_ranker(
     }
 
 
-def fine_tune_optimizer(
-    model: Any, learning_rate: float, weight_decay: float, warmup: float, total: int
-) -> tuple[Any, Any]:
-    """AdamW (no decay on biases and LayerNorm) with linear warm-up over the `warmup`
-    share of `total` steps, then linear decay (the ranker's and the bi-encoder's)."""
-    torch = require_ml("torch")
-    named = list(model.named_parameters())
-    plain = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n]
-    decayed = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n)]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": weight_decay},
-            {"params": plain, "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
-    )
-    warm = max(1, int(warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
-    return opt, sched
-
-
-class _Tracker:
-    """Validation history, the best weights so far and the early-stopping count."""
-
-    def __init__(self, ce: CrossEncoder, validate: _Validator, patience: int) -> None:
-        self.ce, self.validate, self.patience = ce, validate, patience
-        self.best = validate(ce)
-        self.best_blend = validate.blend
-        self.best_state = copy.deepcopy(ce.model.state_dict())
-        self.best_step, self.stale = 0, 0
-        self.history: list[dict[str, Any]] = [
-            {
-                "step": 0,
-                "epoch": 0,
-                "loss": None,
-                "val_ndcg": round(self.best, 4),
-                "blend": self.best_blend,
-                "seconds": 0.0,
-            }
-        ]
-
-    def check(self, step: int, epoch: int, loss: float, seconds: float) -> bool:
-        """Validate now; True when early stopping says stop."""
-        val = self.validate(self.ce)
-        self.ce.model.train()
-        self.history.append(
-            {
-                "step": step,
-                "epoch": epoch,
-                "loss": round(loss, 4),
-                "val_ndcg": round(val, 4),
-                "blend": self.validate.blend,
-                "seconds": round(seconds, 1),
-            }
-        )
-        if val > self.best:
-            self.best, self.best_step, self.stale = val, step, 0
-            self.best_blend = self.validate.blend
-            self.best_state = copy.deepcopy(self.ce.model.state_dict())
-        else:
-            self.stale += 1
-        return bool(self.patience) and self.stale >= self.patience
-
-
 def _fit(
     ce: CrossEncoder,
     pairs: _Pairs,
@@ -367,54 +303,34 @@ def _fit(
     """The training loop; leaves the best weights in `ce.model`."""
     torch = require_ml("torch")
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    model = ce.model
-    total = math.ceil(len(pairs) / cfg.batch_size) * cfg.epochs
-    opt, sched = fine_tune_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup, total)
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    track = _Tracker(ce, validate, cfg.patience)
-    step, stop, losses = 0, "", []
-    with progress("training the ranker", total=total) as bar:
-        for epoch in range(1, cfg.epochs + 1):
-            order = rng.permutation(len(pairs))
-            model.train()
-            for s in range(0, len(order), cfg.batch_size):
-                idx = order[s : s + cfg.batch_size]
-                batch = ce.tokenize(
-                    [pairs.queries[i] for i in pairs.query[idx].tolist()],
-                    [texts[r] for r in pairs.row[idx].tolist()],
-                )
-                loss = bce(ce.logits(batch), torch.from_numpy(pairs.target[idx]))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                losses.append(loss.item())
-                bar.update()
-                over = budget_s is not None and timer.seconds >= budget_s
-                if step % cfg.eval_every == 0 or s + cfg.batch_size >= len(order) or over:
-                    recent = float(np.mean(losses[-cfg.eval_every :]))
-                    if track.check(step, epoch, recent, timer.seconds):
-                        stop = "early stopping"
-                    if over:
-                        stop = "time budget"
-                    bar.update(0, f"ranker: loss {recent:.3f}, val nDCG@10 {track.best:.4f}")
-                if stop:
-                    break
-            if stop:
-                break
-    if cfg.keep_best:
-        model.load_state_dict(track.best_state)
-    model.eval()
+
+    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+        order = rng.permutation(len(pairs))
+        return [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+
+    def loss_of(idx: npt.NDArray[np.int64]) -> Any:
+        batch = ce.tokenize(
+            [pairs.queries[i] for i in pairs.query[idx].tolist()],
+            [texts[r] for r in pairs.row[idx].tolist()],
+        )
+        return bce(ce.logits(batch), torch.from_numpy(pairs.target[idx]))
+
+    fitted = fine_tune(
+        ce.model,
+        cfg,
+        math.ceil(len(pairs) / cfg.batch_size),
+        batches,
+        loss_of,
+        lambda: validate(ce),
+        budget_s,
+        timer,
+        "ranker",
+        notes=lambda: {"blend": validate.blend},
+    )
     return {
-        "steps": step,
-        "steps_planned": total,
-        "best_step": track.best_step,
-        "stopped": stop or "epochs done",
+        **fitted.summary(),
         "validation_ndcg_base": round(validate.base_ndcg, 4),
-        "validation_ndcg": round(track.best, 4),
-        "blend": track.best_blend,
-        "history": track.history,
+        "validation_ndcg": round(fitted.best, 4),
+        "blend": fitted.best_notes["blend"],
+        "history": fitted.history,
     }
