@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search import DATA, REPO, SOURCE, prepare
+from search import DATA, REPO, SOURCE, judged_test_queries, prepare
 
 MODELS = ["bm25", "dense", "hybrid", "dense-tuned", "hybrid-tuned"]
 
@@ -141,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         models += ["ranker", "ranker-fp32"]
     cfg = SearchEvalConfig(max_queries=args.queries)
     res["evaluation"] = evaluate_search(ws, models, cfg)  # type: ignore[arg-type]
-    from shopkeeper.search._data import load_judged, split_queries
-
-    judged = load_judged(ws)
-    split = split_queries(judged.query_ids, cfg.seed, cfg.validation_fraction, cfg.test_fraction)
-    test = [q for q, s in zip(judged.queries, split, strict=True) if s == "test"]
-    test = test[: args.latency_queries]
+    test = judged_test_queries(ws, res["evaluation"]).queries[: args.latency_queries]
     timed = ["hybrid", "hybrid-tuned"] + (["ranker"] if args.ranker_minutes > 0 else [])
     res["latency"] = {m: latency(ws, m, test) for m in timed}
     (args.out / "search-tuned-results.json").write_text(json.dumps(res, indent=1, default=str))
