@@ -16,6 +16,7 @@ from pydantic import (
 from scipy import sparse
 
 from shopkeeper.logging import get_logger
+from shopkeeper.rec._cooccurrence import CooccurrencePrior, gram, kept_items
 from shopkeeper.rec._scorer import RecScorer
 
 if TYPE_CHECKING:
@@ -166,37 +167,25 @@ class EASEScorer(RecScorer[EASEConfig]):
     config_cls = EASEConfig
 
     def _fit(self, data: TrainingData) -> None:
-        x = data.histories.to_csr()
-        counts = np.asarray(x.getnnz(axis=0))
-        if self.n_items > self.cfg.max_items:
-            keep = np.sort(np.argsort(-counts, kind="stable")[: self.cfg.max_items])
+        counts = np.asarray(data.histories.to_csr().getnnz(axis=0))
+        keep = kept_items(counts, self.cfg.max_items)
+        if len(keep) < self.n_items:
             self.info = {"restricted_to_top_items": len(keep)}
             _log.warning(
                 "EASE catalog too large for a dense inverse; fitting on the most popular items",
                 items=self.n_items,
                 kept=len(keep),
             )
-        else:
-            keep = np.arange(self.n_items)
-        self._keep = keep.astype(np.int64)
-        xs = x[:, self._keep]
-        gram = np.asarray((xs.T @ xs).toarray(), dtype=np.float64)
-        gram[np.diag_indices_from(gram)] += self.cfg.l2
-        p = np.linalg.inv(gram)
-        b = p / (-np.diag(p))
-        b[np.diag_indices_from(b)] = 0.0
-        self._b = b.astype(np.float32)
+        self._prior = CooccurrencePrior.from_gram(
+            gram(data.histories, keep), keep, self.n_items, self.cfg.l2
+        )
 
     def _score(self, histories: Histories) -> npt.NDArray[np.float32]:
-        x = histories.to_csr()
-        if len(self._keep) == self.n_items:
-            return np.asarray(x @ self._b, dtype=np.float32)
-        out = np.zeros((histories.n_users, self.n_items), dtype=np.float32)
-        out[:, self._keep] = x[:, self._keep] @ self._b
-        return out
+        return self._prior.score(histories)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
-        return {"b": self._b, "keep": self._keep}
+        return {"b": self._prior.b, "keep": self._prior.keep}
 
     def _set_state(self, state: dict[str, npt.NDArray[Any]]) -> None:
-        self._b, self._keep = state["b"], state["keep"].astype(np.int64)
+        keep = state["keep"].astype(np.int64)
+        self._prior = CooccurrencePrior(state["b"], keep, self.n_items)
