@@ -72,6 +72,7 @@ def test_variant_names() -> None:
     assert parse_compression("int8") == {"quantize": "int8"}
     assert parse_compression("prune30") == {"prune": 0.3}
     assert parse_compression("prune50+int8") == {"prune": 0.5, "quantize": "int8"}
+    assert parse_compression("noprior+int8") == {"prior": False, "quantize": "int8"}
     for bad in ("int4", "prune0", "prune100", "prune", "fp16", ""):
         with pytest.raises(ConfigError, match="unknown compression"):
             parse_compression(bad)

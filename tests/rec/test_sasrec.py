@@ -287,3 +287,7 @@ def test_the_prior_is_saved_loaded_and_kept_by_compression(tmp_path: Path) -> No
     np.testing.assert_allclose(
         scorer.compressed(prune=0.0).score(batch), scorer.score(batch), rtol=1e-6
     )
+    alone = scorer.compressed(prior=False)
+    np.testing.assert_array_equal(alone.score(batch), scorer._sequence_scores(batch))
+    assert alone.weight_stats()["prior_bytes"] == 0
+    assert scorer.weight_stats()["prior_bytes"] == 30 * 30 * 4 + 30 * 8  # B and its items

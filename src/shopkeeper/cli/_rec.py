@@ -183,7 +183,8 @@ def _compression_table(report: dict[str, Any]) -> Table:
     show_default=True,
     callback=lambda _ctx, _param, value: _compressions(value),
     help="With sasrec: compressed copies of the fitted model measured beside it, "
-    "comma-separated (int8, pruneNN, e.g. prune50+int8; `none` for none).",
+    "comma-separated (int8, pruneNN, e.g. prune50+int8; noprior: SASRec without its "
+    "co-occurrence prior; `none` for none).",
 )
 @click.option("--no-save", is_flag=True, help="Do not store the report as an asset.")
 @json_option

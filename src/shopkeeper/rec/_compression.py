@@ -2,14 +2,16 @@
 
 A variant is named by its steps joined with `+`: `int8` (dynamic int8 quantization of
 the linear layers), `pruneNN` (global magnitude pruning of NN% of the linear weights),
-e.g. `prune50+int8`. Each variant is a copy of the fitted model compressed without
-retraining; it is evaluated under the caller's protocol, on the same users and targets
-as the full model, and its scoring is timed the same way as the full model's: the same
-histories, one warm-up call each, then rounds in which every variant is called once in
-turn, in alternating order (so a change in machine load falls on all of them alike),
-reporting the median. Timing uses one torch thread by default, as each serving worker
-scores when workers share the cores; with two threads on a busy 2-core machine, calls
-that wait on a descheduled thread swung from 2 to 150 ms.
+e.g. `prune50+int8`, and `noprior` (the network without its co-occurrence prior: the
+ablation that shows what the prior adds, in accuracy and in time). Each variant is a
+copy of the fitted model compressed without retraining; it is evaluated under the
+caller's protocol, on the same users and targets as the full model, and its scoring is
+timed the same way as the full model's: the same histories, one warm-up call each, then
+rounds in which every variant is called once in turn, in alternating order (so a change
+in machine load falls on all of them alike), reporting the median. Timing uses one torch
+thread by default, as each serving worker scores when workers share the cores; with two
+threads on a busy 2-core machine, calls that wait on a descheduled thread swung from 2
+to 150 ms.
 """
 
 from __future__ import annotations
@@ -46,15 +48,17 @@ REPEATS = 5
 THREADS = 1
 """Torch threads while timing (None: leave the process's setting)."""
 
-_STEP = re.compile(r"int8|prune(\d{1,2})")
+_STEP = re.compile(r"int8|noprior|prune(\d{1,2})")
 
 
 @runtime_checkable
 class CompressibleScorer(Protocol):
     """A fitted scorer that can hand out compressed copies of itself (SASRec)."""
 
-    def compressed(self, *, prune: float | None = None, quantize: str | None = None) -> Self:
-        """A copy, pruned and/or int8-quantized, without retraining."""
+    def compressed(
+        self, *, prune: float | None = None, quantize: str | None = None, prior: bool = True
+    ) -> Self:
+        """A copy, pruned and/or int8-quantized (and/or without its prior), not retrained."""
         ...
 
     def weight_stats(self) -> dict[str, int]:
@@ -67,9 +71,11 @@ def parse_compression(name: str) -> dict[str, Any]:
 
     >>> parse_compression("int8"), parse_compression("prune50+int8")
     ({'quantize': 'int8'}, {'prune': 0.5, 'quantize': 'int8'})
+    >>> parse_compression("noprior")
+    {'prior': False}
 
     Raises:
-        ConfigError: not `int8`, `pruneNN` (1 to 99) or a `+` of those.
+        ConfigError: not `int8`, `pruneNN` (1 to 99), `noprior` or a `+` of those.
     """
     out: dict[str, Any] = {}
     for step in name.strip().split("+"):
@@ -77,9 +83,12 @@ def parse_compression(name: str) -> dict[str, Any]:
         if m is None or (m.group(1) is not None and int(m.group(1)) == 0):
             raise ConfigError(
                 f"unknown compression {name!r}: use int8, pruneNN (NN% of the linear "
-                "weights, 1-99) or both joined by '+', e.g. prune50+int8"
+                "weights, 1-99), noprior (no co-occurrence prior) or several joined by "
+                "'+', e.g. prune50+int8"
             )
-        if m.group(1) is None:
+        if m.group(0) == "noprior":
+            out["prior"] = False
+        elif m.group(1) is None:
             out["quantize"] = "int8"
         else:
             out["prune"] = int(m.group(1)) / 100

@@ -425,15 +425,19 @@ class SASRecScorer(RecScorer[SASRecConfig]):
             "cooccurrence_items": len(keep),
         }
 
-    def compressed(self, *, prune: float | None = None, quantize: str | None = None) -> Self:
-        """A copy of this fitted model, pruned and/or int8-quantized, without retraining."""
+    def compressed(
+        self, *, prune: float | None = None, quantize: str | None = None, prior: bool = True
+    ) -> Self:
+        """A copy of this fitted model, pruned and/or int8-quantized, without retraining;
+        `prior=False` drops the co-occurrence prior (the network alone)."""
         changes = {k: v for k, v in {"prune": prune, "quantize": quantize}.items() if v is not None}
         cfg = self.cfg.model_validate({**self.cfg.model_dump(), **changes})
         other = type(self)(cfg)
         other.n_items, other.info = self.n_items, dict(self.info)
         other._popularity = self._popularity
         other._net = copy.deepcopy(self._net)
-        other._prior, other._prior_weight = self._prior, self._prior_weight
+        if prior:
+            other._prior, other._prior_weight = self._prior, self._prior_weight
         if cfg.prune > self.cfg.prune:
             _prune(other._net, cfg.prune)
         other._prepare()
@@ -444,17 +448,20 @@ class SASRecScorer(RecScorer[SASRecConfig]):
 
         Linear weights are what pruning and int8 touch. The size is that of the scoring
         network's saved state, stored densely (pruned zeros take room), the item table
-        with its text vectors included (the same in every variant).
+        with its text vectors included (the same in every variant), plus the
+        co-occurrence prior's matrix (`prior_bytes`) when the model has one.
         """
         linear = [m.weight for m in self._net.modules() if isinstance(m, nn.Linear)]
         buf = io.BytesIO()
         torch.save(self._scoring_net.state_dict(), buf)
+        prior = 0 if self._prior is None else self._prior.b.nbytes + self._prior.keep.nbytes
         return {
             "parameters": sum(p.numel() for p in self._net.parameters()),
             "nonzero_parameters": sum(int(p.count_nonzero()) for p in self._net.parameters()),
             "linear_weights": sum(w.numel() for w in linear),
             "nonzero_linear_weights": sum(int(w.count_nonzero()) for w in linear),
-            "size_bytes": buf.getbuffer().nbytes,
+            "size_bytes": buf.getbuffer().nbytes + prior,
+            "prior_bytes": prior,
         }
 
     def _tower(self, data: TrainingData) -> TextTower:
