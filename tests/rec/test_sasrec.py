@@ -291,3 +291,30 @@ def test_the_prior_is_saved_loaded_and_kept_by_compression(tmp_path: Path) -> No
     np.testing.assert_array_equal(alone.score(batch), scorer._sequence_scores(batch))
     assert alone.weight_stats()["prior_bytes"] == 0
     assert scorer.weight_stats()["prior_bytes"] == 30 * 30 * 4 + 30 * 8  # B and its items
+
+
+def test_the_masked_loss_is_the_cross_entropy_over_items_not_yet_in_the_window() -> None:
+    """Position t's softmax leaves out the window's items up to t, but never the target."""
+    import torch
+
+    from shopkeeper.rec._sasrec_net import SASRecNet
+
+    torch.manual_seed(0)
+    net = SASRecNet(None, 9, dim=8, layers=1, heads=2, max_len=5, dropout=0.0, use_id=True)
+    net.eval()
+    seq = torch.tensor([[9, 1, 2, 3, 4], [9, 9, 5, 6, 5]])
+    target = torch.tensor([[-1, 2, 3, 4, 5], [-1, -1, 6, 5, 7]])
+    with torch.no_grad():
+        loss, n = net(seq, target)
+        table = net.items()
+        states = net.encode(seq, table)
+        expected = 0.0
+        for b, t in zip(*torch.nonzero(target >= 0).T.tolist(), strict=True):
+            logits = states[b, t] @ table[:-1].T
+            for j in range(t + 1):
+                item = int(seq[b, j])
+                if item != 9 and item != int(target[b, t]):
+                    logits[item] = float("-inf")
+            expected -= float(torch.log_softmax(logits, 0)[target[b, t]])
+    assert int(n) == 7
+    assert loss.item() == pytest.approx(expected, rel=1e-5)

@@ -156,10 +156,15 @@ class SASRecNet(nn.Module):
         states = self.encode(seq, table)[keep]
         tgt = target[keep]
         if neg is None or log_q is None:
-            logits = states @ table.T  # the padding column takes the masked cells
+            logits = states @ table[:-1].T
             if self.mask_seen:
-                logits = logits.scatter(1, self._seen(seq, target)[keep], float("-inf"))
-            return F.cross_entropy(logits[:, :-1].float(), tgt, reduction="sum"), keep.sum()
+                # a boolean mask, scattered with a padding column that takes the empty cells,
+                # then one masked_fill: no full-size copy of the logits for the backward pass
+                seen = self._seen(seq, target)[keep]
+                hide = torch.zeros(len(seen), self.pad + 1, dtype=torch.bool, device=seq.device)
+                hide.scatter_(1, seen, True)
+                logits = logits.masked_fill(hide[:, :-1], float("-inf"))
+            return F.cross_entropy(logits.float(), tgt, reduction="sum"), keep.sum()
         pos = (states * table[tgt]).sum(-1, keepdim=True).float() - log_q[tgt, None]
         negs = (states @ table[neg].T).float() - log_q[neg]
         negs = negs.masked_fill(neg[None, :] == tgt[:, None], float("-inf"))
