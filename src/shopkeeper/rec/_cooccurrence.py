@@ -45,8 +45,8 @@ def ease_weights(g: npt.NDArray[np.integer | np.floating], l2: float) -> npt.NDA
     """EASE's B from a Gram matrix: zero diagonal, column j predicts item j.
 
     >>> b = ease_weights(np.array([[2, 2], [2, 2]]), 1.0)
-    >>> b.round(3).tolist()
-    [[0.0, 0.667], [0.667, 0.0]]
+    >>> [round(float(v), 3) for v in b.ravel()]
+    [0.0, 0.667, 0.667, 0.0]
     """
     a = np.asarray(g, dtype=np.float64).copy()
     a[np.diag_indices_from(a)] += l2
