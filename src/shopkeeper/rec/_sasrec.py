@@ -37,6 +37,7 @@ from shopkeeper.rec._cooccurrence import (
     kept_items,
 )
 from shopkeeper.rec._data import _mix64
+from shopkeeper.rec._protocol import EvalConfig, batch_rows
 from shopkeeper.rec._sasrec_net import SASRecNet
 from shopkeeper.rec._scorer import RecScorer
 from shopkeeper.rec._text_tower import TextTower, TunedSASRec
@@ -404,7 +405,7 @@ class SASRecScorer(RecScorer[SASRecConfig]):
         prior = fitted_on(train_h)
         seen = train_h.rows(val_users)
         sums = np.zeros(len(BLEND_WEIGHTS))
-        step = max(1, min(1024, 20_000_000 // max(self.n_items, 1)))
+        step = batch_rows(EvalConfig(), self.n_items)  # users a batch, as the protocol
         for start in range(0, len(val_users), step):
             part = seen.rows(np.arange(start, min(start + step, len(val_users))))
             seq = self._sequence_scores(part)
