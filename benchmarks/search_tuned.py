@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ranker-minutes", type=float, default=0.0, help="train the cross-encoder too (0: no)"
     )
+    ap.add_argument(
+        "--ranker-config",
+        type=Path,
+        default=None,
+        help="the ranker's YAML config (default: the full cross-encoder, first 2 layers)",
+    )
     args = ap.parse_args(argv)
     if not (args.data / SOURCE).is_file():
         print(f"skipped: {args.data / SOURCE} is not present", file=sys.stderr)
@@ -134,9 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         res["training"] = train_bi_encoder(ws, time_budget_s=args.minutes * 60)
     models = list(MODELS)
     if args.ranker_minutes > 0:
+        from shopkeeper.config import load_yaml_config
         from shopkeeper.search._train_ranker import RankerConfig, train_ranker
 
-        ranker = train_ranker(ws, RankerConfig(layers=2), time_budget_s=args.ranker_minutes * 60)
+        rcfg = (
+            load_yaml_config(args.ranker_config, RankerConfig)
+            if args.ranker_config
+            else RankerConfig(layers=2)
+        )
+        ranker = train_ranker(ws, rcfg, time_budget_s=args.ranker_minutes * 60)
         res["ranker"] = {k: v for k, v in ranker.items() if k != "history"}
         models += ["ranker", "ranker-fp32"]
     cfg = SearchEvalConfig(max_queries=args.queries)

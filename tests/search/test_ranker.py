@@ -13,6 +13,7 @@ import pytest
 from shopkeeper.errors import ConfigError
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
 from shopkeeper.search._cross_encoder import CrossEncoder
+from shopkeeper.search._late_ranker import LateCrossEncoder
 from shopkeeper.search._ranker_asset import RANKER_ASSET, load_ranker, open_reranked
 from shopkeeper.search._rerank import RerankedRetriever, fit_grade
 from shopkeeper.search._train_ranker import RankerConfig, catalogue_texts, train_ranker
@@ -29,10 +30,15 @@ def _cfg(model: Path, **kw: object) -> RankerConfig:
     return RankerConfig.model_validate({**base, **kw})
 
 
+ARCHITECTURES = pytest.mark.parametrize("architecture", ["full", "late"])
+
+
+@ARCHITECTURES
 def test_training_stores_a_versioned_ranker_with_lineage_and_history(
-    search_workspace: Workspace, tiny_model_dir: Path
+    search_workspace: Workspace, tiny_model_dir: Path, architecture: str
 ) -> None:
-    out = train_ranker(search_workspace, _cfg(tiny_model_dir, epochs=2, patience=0), None, SPLIT)
+    cfg = _cfg(tiny_model_dir, epochs=2, patience=0, architecture=architecture)
+    out = train_ranker(search_workspace, cfg, None, SPLIT)
     assert (out["asset"], out["version"], out["base"]) == (RANKER_ASSET, 1, "bm25")
     assert (out["train_queries"], out["validation_queries"]) == (4, 3)
     # q5-q8 have 6 judged pairs; each gets up to 2 unjudged pool items as negatives.
@@ -50,16 +56,22 @@ def test_training_stores_a_versioned_ranker_with_lineage_and_history(
         assert len(history) == len(out["history"])
         names = {p.name for p in wh.files(RANKER_ASSET, v.version, "artifact")}
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+        late = {"late.json", "late_top.safetensors", "item_states.npy", "item_states_index.npz"}
+        assert (late <= names) == (architecture == "late")
+        assert v.params["architecture"] == architecture
         graph = lineage_graph(wh, RANKER_ASSET)
     edges = {(e["from"], e["relation"]) for e in graph["edges"]}
     assert {("asset:queries@v1", "trained_on"), ("asset:judgments@v1", "trained_on")} <= edges
     assert ("asset:search_index@v1", "candidates_from") in edges
 
 
+@ARCHITECTURES
 def test_saved_ranker_loads_with_the_same_scores_and_int8_agrees(
-    search_workspace: Workspace, tiny_model_dir: Path
+    search_workspace: Workspace, tiny_model_dir: Path, architecture: str
 ) -> None:
-    train_ranker(search_workspace, _cfg(tiny_model_dir, epochs=1), None, SPLIT)
+    train_ranker(
+        search_workspace, _cfg(tiny_model_dir, epochs=1, architecture=architecture), None, SPLIT
+    )
     queries = ["toilet seat", "cordless drill", "paint roller", "garden hose"] * 3
     lexical = open_lexical(search_workspace)
     texts = catalogue_texts(search_workspace, lexical.item_ids)
@@ -76,21 +88,27 @@ def test_saved_ranker_loads_with_the_same_scores_and_int8_agrees(
     np.testing.assert_allclose(one, a, rtol=1e-4, atol=1e-5)
 
 
-def test_fine_tuning_the_real_model_learns_the_judged_order(search_workspace: Workspace) -> None:
+@ARCHITECTURES
+def test_fine_tuning_the_real_model_learns_the_judged_order(
+    search_workspace: Workspace, architecture: str
+) -> None:
     """all-MiniLM-L6-v2 under a new head, fine-tuned on the train queries: afterwards each
     train query's exact match scores above every unjudged item of its pool (the hard
     negatives it was trained on), and the int8 copy agrees with fp32."""
-    cfg = RankerConfig(
-        depth=10,
-        negatives=3,
-        batch_size=4,
-        epochs=10,
-        learning_rate=1e-4,
-        keep_best=False,
-        warmup=0.0,
-        patience=0,
-        eval_every=1000,
-        precision="fp32",
+    cfg = RankerConfig.model_validate(
+        {
+            "architecture": architecture,
+            "depth": 10,
+            "negatives": 3,
+            "batch_size": 4,
+            "epochs": 10,
+            "learning_rate": 1e-4,
+            "keep_best": False,
+            "warmup": 0.0,
+            "patience": 0,
+            "eval_every": 1000,
+            "precision": "fp32",
+        }
     )
     out = train_ranker(search_workspace, cfg, None, SPLIT)
     losses = [h["loss"] for h in out["history"] if h["loss"] is not None]
@@ -126,6 +144,46 @@ def test_fine_tuning_the_real_model_learns_the_judged_order(search_workspace: Wo
     assert line["b"] != 0  # the tuned ranker's logits spread: a real slope
 
 
+def test_the_late_rankers_cls_row_is_the_joint_layer_over_both_sequences(
+    tiny_model_dir: Path,
+) -> None:
+    """Scoring computes only the [CLS] row of the joint layer; it equals the whole layer
+    run over the query's and the item's lower-layer states joined (segment embeddings
+    added), then the head. Stored item states and states computed on the fly agree, and a
+    pair scores the same alone or in a batch."""
+    import torch
+
+    ranker = LateCrossEncoder.pretrained(tiny_model_dir, seed=0)
+    torch.nn.init.normal_(ranker.model.segment, std=0.5)  # a trained-looking segment split
+    queries = ["toilet seat", "led bulb bright", "toilet seat"]
+    texts = ["Elongated toilet seat in white", "LED bulb, 60 watt", "Cordless drill"]
+    ranker.store_states(texts[:2])  # the drill's states are computed when scored
+    got = ranker.score(queries, texts)
+    q_states = ranker.query_states(queries)
+    d_states = ranker.lower_states(texts, ranker.max_length)
+    top = ranker.model
+    for i in range(len(queries)):
+        q = q_states.flat[q_states.offsets[i] : q_states.offsets[i] + q_states.lengths[i]]
+        d = d_states.flat[d_states.offsets[i] : d_states.offsets[i] + d_states.lengths[i]]
+        x = torch.cat(
+            [
+                torch.from_numpy(q.astype(np.float32)) + top.segment[0],
+                torch.from_numpy(d.astype(np.float32)) + top.segment[1],
+            ]
+        )[None]
+        with torch.inference_mode():
+            out = top.layer(x)
+            hidden = out[0] if isinstance(out, tuple) else out
+            want = float(top.head(hidden[0, 0])[0])
+        assert got[i] == pytest.approx(want, abs=1e-4)
+    assert got[0] != got[2]  # the item matters
+    bare = LateCrossEncoder(ranker.lower, top, ranker.tokenizer, ranker.max_length)
+    np.testing.assert_allclose(bare.score(queries, texts), got, atol=1e-5)
+    alone = [ranker.score([q], [t])[0] for q, t in zip(queries, texts, strict=True)]
+    np.testing.assert_allclose(alone, got, atol=1e-5)
+    assert ranker.score([], []).shape == (0,)
+
+
 def test_the_rerank_stage_keeps_the_tail_sorted_and_the_filters(
     search_workspace: Workspace, tiny_model_dir: Path
 ) -> None:
@@ -153,10 +211,12 @@ def test_the_rerank_stage_keeps_the_tail_sorted_and_the_filters(
         RerankedRetriever(lexical, ce, texts[:-1])
 
 
+@ARCHITECTURES
 def test_evaluation_uses_the_trained_split_and_reports_rmse(
-    search_workspace: Workspace, tiny_model_dir: Path
+    search_workspace: Workspace, tiny_model_dir: Path, architecture: str
 ) -> None:
-    train_ranker(search_workspace, _cfg(tiny_model_dir, epochs=1), None, SPLIT)
+    cfg = _cfg(tiny_model_dir, epochs=1, architecture=architecture)
+    train_ranker(search_workspace, cfg, None, SPLIT)
     report = evaluate_search(search_workspace, ["bm25", "ranker", "ranker-fp32"], SPLIT)
     by = {m["model"]: m for m in report["models"]}
     assert set(by) == {"bm25", "bm25+ce-int8", "bm25+ce-fp32"}

@@ -20,8 +20,8 @@ from shopkeeper.errors import NotFoundError
 from shopkeeper.features import EMBEDDINGS_ASSET, INDEX_ASSET
 from shopkeeper.features._text import read_item_texts
 from shopkeeper.search._assets import SEARCH_INDEX_ASSET
-from shopkeeper.search._cross_encoder import CrossEncoder, RankerPrecision
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever
+from shopkeeper.search._late_ranker import load_any
 from shopkeeper.search._open import has_dense, open_dense
 from shopkeeper.search._rerank import RerankedRetriever
 from shopkeeper.search._tuned_dense import TUNED_ASSET, tuned_hybrid
@@ -29,7 +29,9 @@ from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_
 
 if TYPE_CHECKING:
     from shopkeeper.features import ItemEncoder
+    from shopkeeper.search._cross_encoder import RankerPrecision
     from shopkeeper.search._data import Judged
+    from shopkeeper.search._late_ranker import Ranker
     from shopkeeper.search._retrieve import DenseRetriever, LexicalRetriever, Retriever
     from shopkeeper.warehouse import Workspace
 
@@ -59,7 +61,7 @@ _SCHEMA_DOCS = {
 class StoredRanker:
     """A loaded `search_ranker` version."""
 
-    ranker: CrossEncoder
+    ranker: Ranker
     version: int
     params: dict[str, Any]
 
@@ -77,7 +79,7 @@ def has_ranker(ws: Workspace) -> bool:
 
 def save_ranker(
     ws: Workspace,
-    ce: CrossEncoder,
+    ce: Ranker,
     params: dict[str, Any],
     history: list[dict[str, Any]],
     base: Retriever,
@@ -163,9 +165,7 @@ def load_ranker(
         v = wh.version(RANKER_ASSET, version)
         artifacts = wh.files(RANKER_ASSET, v.version, "artifact")
     cfg = v.params["config"]
-    ranker = CrossEncoder.load(
-        artifacts[0].parent, precision or cfg["precision"], int(cfg["max_length"])
-    )
+    ranker = load_any(artifacts[0].parent, precision or cfg["precision"], int(cfg["max_length"]))
     return StoredRanker(ranker, v.version, dict(v.params))
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-    from shopkeeper.search._cross_encoder import CrossEncoder
+    from shopkeeper.search._late_ranker import Ranker
     from shopkeeper.search._retrieve import Retriever
 
 TAIL_STEP = np.float32(1e-3)
@@ -49,7 +49,7 @@ def blend_scores(
 
 
 def score_rows(
-    ranker: CrossEncoder,
+    ranker: Ranker,
     queries: Sequence[str],
     rows: npt.NDArray[np.int64],
     texts: Sequence[str],
@@ -101,7 +101,7 @@ class RerankedRetriever:
     def __init__(
         self,
         base: Retriever,
-        ranker: CrossEncoder,
+        ranker: Ranker,
         texts: Sequence[str],
         depth: int = 50,
         grades: tuple[float, float] | None = None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
@@ -30,6 +30,7 @@ from shopkeeper.search._data import load_judged, split_queries
 from shopkeeper.search._evaluate import SearchEvalConfig, run_full, sample_judged
 from shopkeeper.search._fine_tune import fine_tune
 from shopkeeper.search._fusion import HybridRetriever
+from shopkeeper.search._late_ranker import LateCrossEncoder
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._ranker_asset import RANKER_ASSET, save_ranker
@@ -38,9 +39,12 @@ from shopkeeper.search._tuned_dense import TUNED_NAME, tuned_helps, tuned_hybrid
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy.typing as npt
 
     from shopkeeper.search._data import Judged
+    from shopkeeper.search._late_ranker import Ranker
     from shopkeeper.search._retrieve import Ranked, Retriever
     from shopkeeper.warehouse import Workspace
 
@@ -72,9 +76,15 @@ class RankerConfig(BaseModel):
     max_grad_norm: PositiveFloat = 1.0
     max_length: PositiveInt = 64
     """Tokens per (query, item text) pair."""
+    architecture: Literal["full", "late"] = "full"
+    """full: query and item text read together by every layer (a classic cross-encoder);
+    late: the layers below the last read them apart and the last one joint, so the items'
+    token states are computed once, stored with the ranker, and a search costs one short
+    query pass plus one layer (`LateCrossEncoder`); only that layer and the head train."""
     layers: PositiveInt | None = None
     """Keep only the first this many transformer layers (None: all six of MiniLM): each
-    layer dropped cuts training and scoring time by about a sixth."""
+    layer dropped cuts training and scoring time by about a sixth (late: the last one
+    kept is the joint layer)."""
     eval_every: PositiveInt = 400
     """Steps between validations (and once at the end of each epoch)."""
     patience: NonNegativeInt = 3
@@ -193,7 +203,7 @@ class _Validator:
         ok = ~np.isnan(per)
         return float(per[ok].mean()) if ok.any() else 0.0
 
-    def calibrate(self, ranker: CrossEncoder, min_grade: float) -> dict[str, float]:
+    def calibrate(self, ranker: Ranker, min_grade: float) -> dict[str, float]:
         """The grade line `a + b·sigmoid(logit)` fitted by least squares to the validation
         queries' judged pairs (their grades; see `fit_grade`)."""
         cand = self.qrels.candidates
@@ -202,7 +212,7 @@ class _Validator:
         a, b = fit_grade(expit(logits.astype(np.float64)), self.qrels.ideal[judged] + min_grade)
         return {"a": a, "b": b, "pairs": int(judged.sum())}
 
-    def __call__(self, ranker: CrossEncoder) -> float:
+    def __call__(self, ranker: Ranker) -> float:
         logits = score_rows(ranker, self.queries, self.rows, self.texts)
         found = [(self._ndcg(blend_scores(logits, self.base, w)), -w) for w in BLENDS]
         best, neg_w = max(found)  # ties go to the smaller first-stage share
@@ -256,13 +266,20 @@ def train_ranker(
         validation=len(val_q.query_ids),
         elapsed=timer,
     )
-    model = CrossEncoder.pretrained(cfg.model_path, cfg.seed, cfg.max_length, cfg.layers)
-    fit = _fit(model, pairs, texts, validate, cfg, time_budget_s, timer)
+    model: Ranker
+    if cfg.architecture == "late":
+        model = LateCrossEncoder.pretrained(cfg.model_path, cfg.seed, cfg.max_length, cfg.layers)
+        model.store_states(texts, label="item states for the ranker")
+        fit = _fit_late(model, pairs, texts, validate, cfg, time_budget_s, timer)
+    else:
+        model = CrossEncoder.pretrained(cfg.model_path, cfg.seed, cfg.max_length, cfg.layers)
+        fit = _fit(model, pairs, texts, validate, cfg, time_budget_s, timer)
     # Trained on negatives too, sigmoid(logit) runs low on judged (mostly relevant) pairs:
     # the grade it predicts is read off a line fitted on validation, not the raw scale.
     calibration = validate.calibrate(model, ev.min_grade)
     params = {
         "model": "cross-encoder",
+        "architecture": cfg.architecture,
         "config": cfg.model_dump(mode="json"),
         "base": base.name,
         "fusion": base.cfg.model_dump(mode="json") if isinstance(base, HybridRetriever) else None,
@@ -304,16 +321,55 @@ def _fit(
     torch = require_ml("torch")
     bce = torch.nn.functional.binary_cross_entropy_with_logits
 
-    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
-        order = rng.permutation(len(pairs))
-        return [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
-
     def loss_of(idx: npt.NDArray[np.int64]) -> Any:
         batch = ce.tokenize(
             [pairs.queries[i] for i in pairs.query[idx].tolist()],
             [texts[r] for r in pairs.row[idx].tolist()],
         )
         return bce(ce.logits(batch), torch.from_numpy(pairs.target[idx]))
+
+    return _loop(ce, pairs, validate, cfg, budget_s, timer, loss_of)
+
+
+def _fit_late(
+    ce: LateCrossEncoder,
+    pairs: _Pairs,
+    texts: list[str],
+    validate: _Validator,
+    cfg: RankerConfig,
+    budget_s: float | None,
+    timer: Stopwatch,
+) -> dict[str, Any]:
+    """The training loop of the late-interaction ranker: the lower layers' states of the
+    items (stored) and of the train queries are computed once; only the top trains."""
+    torch = require_ml("torch")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    items = ce.states
+    assert items is not None
+    entry = items.find(texts)  # catalogue row -> stored item entry
+    queries = ce.query_states(pairs.queries)
+
+    def loss_of(idx: npt.NDArray[np.int64]) -> Any:
+        logits = ce.joint_logits(queries, pairs.query[idx], items, entry[pairs.row[idx]])
+        return bce(logits, torch.from_numpy(pairs.target[idx]))
+
+    return _loop(ce, pairs, validate, cfg, budget_s, timer, loss_of)
+
+
+def _loop(
+    ce: Ranker,
+    pairs: _Pairs,
+    validate: _Validator,
+    cfg: RankerConfig,
+    budget_s: float | None,
+    timer: Stopwatch,
+    loss_of: Callable[[npt.NDArray[np.int64]], Any],
+) -> dict[str, Any]:
+    """`fine_tune` over shuffled pair batches; the summary and the history."""
+
+    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+        order = rng.permutation(len(pairs))
+        return [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
 
     fitted = fine_tune(
         ce.model,
