@@ -72,7 +72,8 @@ def markdown(res: dict[str, Any]) -> str:
     if r:
         lines += [
             f"Ranker over {r['base']}: {r['steps']} of {r['steps_planned']} steps in "
-            f"{r['seconds']:.0f} s ({r['stopped']}), best step {r['best_step']}; validation "
+            f"{r.get('seconds', float('nan')):.0f} s ({r['stopped']}), best step "
+            f"{r['best_step']}; validation "
             f"nDCG@10 {r['validation_ndcg_base']:.4f} (first stage) -> "
             f"{r['validation_ndcg']:.4f}, first-stage share {r['blend']}.",
             "",
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "--ranker-minutes", type=float, default=0.0, help="train the cross-encoder too (0: no)"
     )
     ap.add_argument(
+        "--keep-ranker", action="store_true", help="measure the stored ranker, train none"
+    )
+    ap.add_argument(
         "--ranker-config",
         type=Path,
         default=None,
@@ -139,14 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         res["training"] = train_bi_encoder(ws, time_budget_s=args.minutes * 60)
     models = list(MODELS)
-    if args.ranker_minutes > 0:
+    if args.keep_ranker:
+        from shopkeeper.search._ranker_asset import stored_params
+
+        res["ranker"] = {k: v for k, v in stored_params(ws).items() if k != "history"}
+        res["ranker"]["kept"] = True
+        models += ["ranker", "ranker-fp32"]
+    elif args.ranker_minutes > 0:
         from shopkeeper.config import load_yaml_config
         from shopkeeper.search._train_ranker import RankerConfig, train_ranker
 
         rcfg = (
             load_yaml_config(args.ranker_config, RankerConfig)
             if args.ranker_config
-            else RankerConfig(layers=2)
+            else RankerConfig(architecture="full", layers=2)
         )
         ranker = train_ranker(ws, rcfg, time_budget_s=args.ranker_minutes * 60)
         res["ranker"] = {k: v for k, v in ranker.items() if k != "history"}
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SearchEvalConfig(max_queries=args.queries)
     res["evaluation"] = evaluate_search(ws, models, cfg)  # type: ignore[arg-type]
     test = judged_test_queries(ws, res["evaluation"]).queries[: args.latency_queries]
-    timed = ["hybrid", "hybrid-tuned"] + (["ranker"] if args.ranker_minutes > 0 else [])
+    timed = ["hybrid", "hybrid-tuned"] + (["ranker"] if "ranker" in res else [])
     res["latency"] = {m: latency(ws, m, test) for m in timed}
     (args.out / "search-tuned-results.json").write_text(json.dumps(res, indent=1, default=str))
     md = markdown(res)

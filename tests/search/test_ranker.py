@@ -44,7 +44,9 @@ def test_training_stores_a_versioned_ranker_with_lineage_and_history(
     # q5-q8 have 6 judged pairs; each gets up to 2 unjudged pool items as negatives.
     assert out["judged_pairs"] == 6
     assert 0 < out["negative_pairs"] <= 8
-    assert out["steps"] == out["steps_planned"] == 2 * -(-(6 + out["negative_pairs"]) // 4)
+    # full: batches of 4 pairs; late: listwise, up to 8 queries (all four) a step.
+    per_epoch = -(-(6 + out["negative_pairs"]) // 4) if architecture == "full" else 1
+    assert out["steps"] == out["steps_planned"] == 2 * per_epoch
     assert out["stopped"] == "epochs done"
     assert out["history"][0]["step"] == 0
     assert out["history"][-1]["step"] == out["steps"]
@@ -144,12 +146,12 @@ def test_fine_tuning_the_real_model_learns_the_judged_order(
     assert line["b"] != 0  # the tuned ranker's logits spread: a real slope
 
 
-def test_the_late_rankers_cls_row_is_the_joint_layer_over_both_sequences(
+def test_the_late_rankers_query_rows_are_the_joint_layer_over_both_sequences(
     tiny_model_dir: Path,
 ) -> None:
-    """Scoring computes only the [CLS] row of the joint layer; it equals the whole layer
-    run over the query's and the item's lower-layer states joined (segment embeddings
-    added), then the head. Stored item states and states computed on the fly agree, and a
+    """Scoring computes only the query's rows of the joint layer; mean-pooled, they equal
+    the whole layer run over the query's and the item's lower-layer states joined (segment
+    embeddings added), then the head. Stored item states and states computed on the fly agree, and a
     pair scores the same alone or in a batch."""
     import torch
 
@@ -174,7 +176,7 @@ def test_the_late_rankers_cls_row_is_the_joint_layer_over_both_sequences(
         with torch.inference_mode():
             out = top.layer(x)
             hidden = out[0] if isinstance(out, tuple) else out
-            want = float(top.head(hidden[0, 0])[0])
+            want = float(top.head(hidden[0, : len(q)].mean(0))[0])
         assert got[i] == pytest.approx(want, abs=1e-4)
     assert got[0] != got[2]  # the item matters
     bare = LateCrossEncoder(ranker.lower, top, ranker.tokenizer, ranker.max_length)
@@ -284,6 +286,14 @@ def test_cli_train_search_and_use_the_ranker(tmp_path: Path, tiny_model_dir: Pat
     assert run(home, "train", "search", "--config", str(bad_cfg)).returncode == 2
 
 
+def test_the_learning_rate_defaults_to_the_architectures() -> None:
+    assert RankerConfig().architecture == "late"
+    assert RankerConfig().learning_rate == 3e-4
+    assert RankerConfig(architecture="full").learning_rate == 4e-5
+    assert RankerConfig(architecture="full", learning_rate=1e-3).learning_rate == 1e-3
+    assert RankerConfig.model_validate({"architecture": "full"}).learning_rate == 4e-5
+
+
 def test_fit_grade_is_the_least_squares_line() -> None:
     rng = np.random.default_rng(0)
     x = rng.random(50)
@@ -302,7 +312,8 @@ def test_the_predicted_grade_is_a_line_fitted_on_the_validation_judgments(
     """Trained with negatives, the raw sigmoid runs low on judged pairs; the stored line
     is the least-squares fit on the validation queries' 7 judged pairs (q1, q3, q4), so
     there it predicts grades no worse than their mean does."""
-    train_ranker(search_workspace, _cfg(tiny_model_dir, epochs=1), None, SPLIT)
+    cfg = _cfg(tiny_model_dir, epochs=1, architecture="full")
+    train_ranker(search_workspace, cfg, None, SPLIT)
     line, reranked, logits = _check_calibration(search_workspace)
     assert line["b"] == 0  # the tiny random ranker barely tells pairs apart: the mean
     lexical = reranked.base

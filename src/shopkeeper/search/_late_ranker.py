@@ -1,16 +1,17 @@
 """A late-interaction cross-encoder: query and item meet only in the last transformer layer.
 
-The pre-trained encoder's first `split` layers read the query and the item text apart
-(each as its own sentence, as the language model was trained); its next layer reads the
-two token sequences joined, with full attention between them, and a new head turns the
-query's [CLS] vector into the relevance logit (the design of PreTTR, MacAvaney et al.,
-SIGIR 2020). Because the item side never sees the query below the joint layer, its token
-states are computed once per item text and stored (`ItemStates`); a search then costs one
-short query pass and one layer over the candidates' stored states, and of that layer only
-the [CLS] row is needed: keys and values for every token, query, attention output and
-feed-forward for one vector per pair. Fine-tuning trains the joint layer, a segment
-embedding that tells query tokens from item tokens, and the head; the lower layers stay
-as pre-trained, so their states are computed once for all training pairs.
+The pre-trained encoder's first layers read the query and the item text apart (each as
+its own sentence, as the language model was trained); its last layer reads the two token
+sequences joined, with full attention between them, and a new head turns the query rows'
+mean (the encoder's own pooling) into the relevance logit (the design of PreTTR,
+MacAvaney et al., SIGIR 2020). Because the item side never sees the query below the
+joint layer, its token states are computed once per item text and stored
+(`ItemStates`); a search then costs one short query pass and one layer over the
+candidates' stored states, of which only the query's rows are read out: keys and values
+for every token, the rest for a handful of query tokens per pair. Fine-tuning trains
+the joint layer, a segment embedding that tells query tokens from item tokens, and the
+head; the lower layers stay as pre-trained, so their states are computed once for all
+training pairs.
 
 It scores (query, text) pairs like `CrossEncoder`, so the rerank stage, the validation
 and the evaluation use either.
@@ -43,6 +44,8 @@ STATES_FILE = "item_states.npy"
 STATES_INDEX_FILE = "item_states_index.npz"
 QUERY_TOKENS = 32
 """Tokens a query keeps (with [CLS] and [SEP])."""
+EXTRA_TEXTS = 20_000
+"""Item texts without stored states whose computed states are kept (about 15 KB each)."""
 
 
 def text_digests(texts: Sequence[str]) -> npt.NDArray[np.int64]:
@@ -272,7 +275,7 @@ class LateCrossEncoder:
             return self.states, found
         new = [t for t in missing if t not in self._extra]
         if new:
-            if len(self._extra) + len(new) > 100_000:
+            if len(self._extra) + len(new) > EXTRA_TEXTS:
                 self._extra.clear()
             extra = self.lower_states(new, self.max_length)
             for i, t in enumerate(new):
@@ -377,12 +380,14 @@ def _padded(torch: Any, states: ItemStates, rows: npt.NDArray[np.int64]) -> tupl
 
 
 def _joint_top(config: Any, layer: Any) -> Any:
-    """The trainable top: `layer` over the joined tokens, computed for [CLS] only."""
+    """The trainable top: `layer` over the joined tokens, computed for the query's rows
+    only, mean-pooled (the encoder's own pooling) into the head."""
     torch = require_ml("torch")
     nn = torch.nn
 
     class JointTop(nn.Module):  # type: ignore[misc,name-defined]
-        """Segment embedding, the joint layer's [CLS] row, dropout and a linear head."""
+        """Segment embedding, the joint layer's query rows, mean pooling, dropout and a
+        linear head."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -402,15 +407,18 @@ def _joint_top(config: Any, layer: Any) -> Any:
             heads, size = sa.num_attention_heads, sa.attention_head_size
             k = sa.key(x).view(n, width, heads, size).transpose(1, 2)
             v = sa.value(x).view(n, width, heads, size).transpose(1, 2)
-            cls = x[:, :1]
-            qv = sa.query(cls).view(n, 1, heads, size).transpose(1, 2)
+            width_q = q.shape[1]
+            rows = x[:, :width_q]  # only the query's rows are read out
+            qv = sa.query(rows).view(n, width_q, heads, size).transpose(1, 2)
             scores = (qv @ k.transpose(-1, -2)) * size**-0.5
             scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
             probs = sa.dropout(scores.softmax(-1))
-            ctx = (probs @ v).transpose(1, 2).reshape(n, 1, heads * size)
-            a = att.output(ctx, cls)
+            ctx = (probs @ v).transpose(1, 2).reshape(n, width_q, heads * size)
+            a = att.output(ctx, rows)
             h = self.layer.output(self.layer.intermediate(a), a)
-            return self.head(self.dropout(h[:, 0]))[:, 0]
+            weight = q_mask[:, :, None].to(h.dtype)
+            pooled = (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+            return self.head(self.dropout(pooled))[:, 0]
 
     return JointTop()
 
