@@ -182,8 +182,8 @@ def _load_searcher(
 ) -> tuple[Searcher, Searcher]:
     """The searcher and BM25 alone; never rebuilding.
 
-    The searcher is the best first stage `search` would pick without the cross-encoder
-    (its rerank of 50 candidates costs more than the latency budget): hybrid with the
+    The searcher is the best first stage `search` would pick without the learned ranker
+    (the snapshot key holds no ranker version, so no worker loads one): hybrid with the
     fine-tuned bi-encoder version `tuned` when the key holds one (only one that beat the
     pre-trained encoder on validation counts), else hybrid when there are item vectors,
     else BM25.
