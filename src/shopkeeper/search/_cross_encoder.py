@@ -122,18 +122,7 @@ class CrossEncoder:
 
     def quantized(self) -> CrossEncoder:
         """An int8 copy: every Linear layer dynamically quantized, per-channel weights."""
-        torch = require_ml("torch")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        linear = [n for n, m in self.model.named_modules() if isinstance(m, torch.nn.Linear)]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
-            warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
-            model = quantize_dynamic(  # type: ignore[no-untyped-call]
-                copy.deepcopy(self.model).eval(),
-                dict.fromkeys(linear, per_channel_dynamic_qconfig),
-                dtype=torch.qint8,
-            )
+        model = int8_copy(self.model)
         return CrossEncoder(model, self.tokenizer, self.max_length, self.batch_size, "int8")
 
     def tokenize(self, queries: Sequence[str], texts: Sequence[str]) -> Any:
@@ -170,12 +159,33 @@ class CrossEncoder:
     def weight_bytes(self) -> int:
         """Bytes of the model's parameters and buffers as held (int8 packed weights count
         as their packed size)."""
-        total = 0
-        for t in self.model.state_dict().values():
-            if hasattr(t, "element_size"):
-                total += t.element_size() * t.nelement()
-            elif isinstance(t, tuple):  # quantized Linear: (packed weight, bias)
-                for part in t:
-                    if hasattr(part, "element_size"):
-                        total += part.element_size() * part.nelement()
-        return total
+        return held_bytes(self.model)
+
+
+def int8_copy(module: Any) -> Any:
+    """A copy of `module` with every Linear layer dynamically quantized to int8
+    (per-channel weights)."""
+    torch = require_ml("torch")
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    linear = [n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
+        return quantize_dynamic(  # type: ignore[no-untyped-call]
+            copy.deepcopy(module).eval(),
+            dict.fromkeys(linear, per_channel_dynamic_qconfig),
+            dtype=torch.qint8,
+        )
+
+
+def held_bytes(*modules: Any) -> int:
+    """Bytes of the modules' parameters and buffers as held (a quantized Linear's packed
+    weight and bias count as their packed size)."""
+    total = 0
+    for module in modules:
+        for t in module.state_dict().values():
+            parts = t if isinstance(t, tuple) else (t,)
+            sized = [p for p in parts if hasattr(p, "element_size")]
+            total += sum(p.element_size() * p.nelement() for p in sized)
+    return total

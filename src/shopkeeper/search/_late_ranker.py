@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import warnings
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,13 @@ import numpy as np
 
 from shopkeeper.features._encoder import packaged_model_path, require_ml
 from shopkeeper.logging import progress
-from shopkeeper.search._cross_encoder import CrossEncoder, RankerPrecision, _quiet_transformers
+from shopkeeper.search._cross_encoder import (
+    CrossEncoder,
+    RankerPrecision,
+    _quiet_transformers,
+    held_bytes,
+    int8_copy,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -217,7 +222,7 @@ class LateCrossEncoder:
     def quantized(self) -> LateCrossEncoder:
         """An int8 copy: the Linear layers of the lower pass and the joint top dynamically
         quantized (per-channel weights); the same stored item states."""
-        lower, top = (_int8(m) for m in (self.lower, self.model))
+        lower, top = (int8_copy(m) for m in (self.lower, self.model))
         out = LateCrossEncoder(
             lower, top, self.tokenizer, self.max_length, self.batch_size, "int8", self.states
         )
@@ -339,30 +344,7 @@ class LateCrossEncoder:
     def weight_bytes(self) -> int:
         """Bytes of the parameters and buffers as held (int8 packed weights count as their
         packed size), without the stored item states."""
-        total = 0
-        for module in (self.lower, self.model):
-            for t in module.state_dict().values():
-                parts = t if isinstance(t, tuple) else (t,)
-                total += sum(
-                    p.element_size() * p.nelement() for p in parts if hasattr(p, "element_size")
-                )
-        return total
-
-
-def _int8(module: Any) -> Any:
-    """A copy of `module` with every Linear layer dynamically quantized to int8."""
-    torch = require_ml("torch")
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    linear = [n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
-        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated")
-        return quantize_dynamic(  # type: ignore[no-untyped-call]
-            copy.deepcopy(module).eval(),
-            dict.fromkeys(linear, per_channel_dynamic_qconfig),
-            dtype=torch.qint8,
-        )
+        return held_bytes(self.lower, self.model)
 
 
 def _padded(torch: Any, states: ItemStates, rows: npt.NDArray[np.int64]) -> tuple[Any, Any]:

@@ -354,12 +354,21 @@ def _fit(
         )
         return bce(ce.logits(batch), torch.from_numpy(pairs.target[idx]))
 
-    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
-        order = rng.permutation(len(pairs))
-        return [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
-
+    batches = _shuffled(np.arange(len(pairs)), cfg.batch_size)
     steps = math.ceil(len(pairs) / cfg.batch_size)
     return _loop(ce, validate, cfg, budget_s, timer, steps, batches, loss_of)
+
+
+def _shuffled(
+    items: npt.NDArray[np.int64], size: int
+) -> Callable[[np.random.Generator], list[npt.NDArray[np.int64]]]:
+    """Each epoch's batches: `items` shuffled, cut into runs of `size`."""
+
+    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+        order = rng.permutation(items)
+        return [order[s : s + size] for s in range(0, len(order), size)]
+
+    return batches
 
 
 def _fit_late(
@@ -384,10 +393,6 @@ def _fit_late(
     useful = np.nonzero((gains > 0).any(axis=1))[0]  # a judged item in the pool to learn
     per_step = cfg.listwise_queries
 
-    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
-        order = rng.permutation(useful)
-        return [order[s : s + per_step] for s in range(0, len(order), per_step)]
-
     def loss_of(q_idx: npt.NDArray[np.int64]) -> Any:
         rows = pool[q_idx]
         valid = rows >= 0
@@ -398,6 +403,7 @@ def _fit_late(
         target = g / g.sum(dim=1, keepdim=True)
         return -(target * torch.log_softmax(full, dim=1)).sum(dim=1).mean()
 
+    batches = _shuffled(useful, per_step)
     return _loop(ce, validate, cfg, budget_s, timer, -(-len(useful) // per_step), batches, loss_of)
 
 
