@@ -23,6 +23,7 @@ import copy
 import hashlib
 import json
 from contextlib import nullcontext
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,7 +81,11 @@ class ItemStates:
         digests: npt.NDArray[np.int64],
     ) -> None:
         self.flat, self.offsets, self.lengths, self.digests = flat, offsets, lengths, digests
-        self._where = {int(d): i for i, d in enumerate(digests.tolist())}
+
+    @cached_property
+    def _where(self) -> dict[int, int]:
+        """Digest -> entry, built on the first lookup (query tables never need it)."""
+        return {int(d): i for i, d in enumerate(self.digests.tolist())}
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -128,8 +133,6 @@ class LateCrossEncoder:
             the query's lower pass and the joint layer; stored item states stay float16).
         states: Stored item states (None: computed when a text is first scored).
     """
-
-    kind = "late"
 
     def __init__(
         self,
@@ -348,16 +351,15 @@ class LateCrossEncoder:
 
 
 def _padded(torch: Any, states: ItemStates, rows: npt.NDArray[np.int64]) -> tuple[Any, Any]:
-    """The entries `rows` of `states` as a zero-padded float32 batch and its mask."""
+    """The entries `rows` of `states` as a zero-padded float32 batch and its mask (one
+    gather from the flat states, no loop per entry)."""
     lengths = states.lengths[rows]
     width = int(lengths.max()) if len(rows) else 0
-    hidden = states.flat.shape[1]
-    batch = np.zeros((len(rows), width, hidden), dtype=np.float32)
-    mask = np.zeros((len(rows), width), dtype=bool)
-    for j, (r, n) in enumerate(zip(rows.tolist(), lengths.tolist(), strict=True)):
-        o = int(states.offsets[r])
-        batch[j, :n] = states.flat[o : o + n]
-        mask[j, :n] = True
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    at = np.where(mask, states.offsets[rows][:, None] + np.arange(width)[None, :], 0)
+    batch = np.asarray(states.flat[at.ravel()], dtype=np.float32)
+    batch = batch.reshape(len(rows), width, states.flat.shape[1])
+    batch[~mask] = 0.0
     return torch.from_numpy(batch), torch.from_numpy(mask)
 
 

@@ -354,21 +354,7 @@ def _fit(
         )
         return bce(ce.logits(batch), torch.from_numpy(pairs.target[idx]))
 
-    batches = _shuffled(np.arange(len(pairs)), cfg.batch_size)
-    steps = math.ceil(len(pairs) / cfg.batch_size)
-    return _loop(ce, validate, cfg, budget_s, timer, steps, batches, loss_of)
-
-
-def _shuffled(
-    items: npt.NDArray[np.int64], size: int
-) -> Callable[[np.random.Generator], list[npt.NDArray[np.int64]]]:
-    """Each epoch's batches: `items` shuffled, cut into runs of `size`."""
-
-    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
-        order = rng.permutation(items)
-        return [order[s : s + size] for s in range(0, len(order), size)]
-
-    return batches
+    return _loop(ce, validate, cfg, budget_s, timer, np.arange(len(pairs)), cfg.batch_size, loss_of)
 
 
 def _fit_late(
@@ -391,7 +377,6 @@ def _fit_late(
     entry = items.find(texts)  # catalogue row -> stored item entry
     queries = ce.query_states(pairs.queries)
     useful = np.nonzero((gains > 0).any(axis=1))[0]  # a judged item in the pool to learn
-    per_step = cfg.listwise_queries
 
     def loss_of(q_idx: npt.NDArray[np.int64]) -> Any:
         rows = pool[q_idx]
@@ -403,8 +388,7 @@ def _fit_late(
         target = g / g.sum(dim=1, keepdim=True)
         return -(target * torch.log_softmax(full, dim=1)).sum(dim=1).mean()
 
-    batches = _shuffled(useful, per_step)
-    return _loop(ce, validate, cfg, budget_s, timer, -(-len(useful) // per_step), batches, loss_of)
+    return _loop(ce, validate, cfg, budget_s, timer, useful, cfg.listwise_queries, loss_of)
 
 
 def _loop(
@@ -413,15 +397,21 @@ def _loop(
     cfg: RankerConfig,
     budget_s: float | None,
     timer: Stopwatch,
-    steps_per_epoch: int,
-    batches: Callable[[np.random.Generator], list[npt.NDArray[np.int64]]],
+    items: npt.NDArray[np.int64],
+    size: int,
     loss_of: Callable[[npt.NDArray[np.int64]], Any],
 ) -> dict[str, Any]:
-    """`fine_tune` on the ranker's batches; the summary and the history."""
+    """`fine_tune` on `items` (pair or query indices) shuffled each epoch and cut into
+    batches of `size`; the summary and the history."""
+
+    def batches(rng: np.random.Generator) -> list[npt.NDArray[np.int64]]:
+        order = rng.permutation(items)
+        return [order[s : s + size] for s in range(0, len(order), size)]
+
     fitted = fine_tune(
         ce.model,
         cfg,
-        steps_per_epoch,
+        math.ceil(len(items) / size),
         batches,
         loss_of,
         lambda: validate(ce),
