@@ -7,7 +7,13 @@ from shopkeeper.clean._config import DEFAULT_EVENT_TYPES, CleaningConfig
 from shopkeeper.clean._crypto import FieldCipher, is_token
 from shopkeeper.clean._pii import KeyStore, Pseudonymizer, hmac_sql, mask_pii, mask_pii_sql
 from shopkeeper.clean._reasons import DUPLICATE_REASONS, Reason, is_duplicate_code, reason_code
-from shopkeeper.clean._text import NULL_MARKER_RE, norm_id, norm_text, register_text_functions
+from shopkeeper.clean._text import (
+    NULL_MARKER_RE,
+    is_null_or_marker,
+    norm_id,
+    norm_text,
+    register_text_functions,
+)
 
 __all__ = [
     "DEFAULT_EVENT_TYPES",
@@ -23,6 +29,7 @@ __all__ = [
     "classify",
     "hmac_sql",
     "is_duplicate_code",
+    "is_null_or_marker",
     "is_token",
     "mask_pii",
     "mask_pii_sql",

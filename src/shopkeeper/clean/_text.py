@@ -47,17 +47,57 @@ def register_text_functions(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def cannot_be_marker(expr: str) -> str:
+    """True when the text starts with a character no null marker starts with.
+
+    A marker (after optional spaces) starts with `n`, `N`, a backslash, a space or a
+    non-ASCII space, or is empty; any other printable ASCII first character rules it
+    out. Byte-order comparisons of the string's inlined prefix cost far less than the
+    regex, which then runs only on the few values left (inside a CASE, whose later
+    branches see only the rows earlier ones did not take).
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> [con.execute(f"SELECT {cannot_be_marker('$1')}", [v]).fetchone()[0]
+    ...  for v in ["17850", "view", "nan", "NULL", "", " x", "\\n", "\u3000", "o"]]
+    [True, True, False, False, False, False, False, False, True]
+    """
+    x = expr
+    return (
+        f"(({x} >= '!' AND {x} < 'N') OR ({x} >= 'O' AND {x} < '\\') "
+        f"OR ({x} >= ']' AND {x} < 'n') OR ({x} >= 'o' AND {x} < chr(127)))"
+    )
+
+
+def is_null_or_marker(expr: str) -> str:
+    """True when the value is NULL or only a null marker (with spaces around it).
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> [con.execute(f"SELECT {is_null_or_marker('$1')}", [v]).fetchone()[0]
+    ...  for v in [None, " NaN ", "n/a", "none", "nano", "7", ""]]
+    [True, True, True, True, False, False, True]
+    """
+    return (
+        f"CASE WHEN {expr} IS NULL THEN true WHEN {cannot_be_marker(expr)} THEN false "
+        f"ELSE regexp_full_match({expr}, '{NULL_MARKER_RE}') END"
+    )
+
+
 def null_if_marker(expr: str) -> str:
     """NULL when the trimmed, lower-cased value is a null marker.
 
     One anchored regex, not `IN (...)`: DuckDB plans an IN list (and list_contains over
     a constant list) as a join per expression, which costs far more on wide projections.
+    Values whose first character no marker starts with skip the regex
+    (`cannot_be_marker`): that halves the cost of the test on typical columns.
 
-    >>> null_if_marker("x").startswith("CASE WHEN regexp_full_match(x, '(?i)")
+    >>> null_if_marker("x").startswith("CASE WHEN ((x >= '!'")
     True
     """
     return (
-        f"CASE WHEN regexp_full_match({expr}, '{NULL_MARKER_RE}') THEN NULL ELSE trim({expr}) END"
+        f"CASE WHEN {cannot_be_marker(expr)} THEN trim({expr}) "
+        f"WHEN regexp_full_match({expr}, '{NULL_MARKER_RE}') THEN NULL ELSE trim({expr}) END"
     )
 
 

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 
 from shopkeeper import __version__
-from shopkeeper.clean import NULL_MARKER_RE, Pseudonymizer, classify, register_text_functions
+from shopkeeper.clean import (
+    Pseudonymizer,
+    classify,
+    is_null_or_marker,
+    register_text_functions,
+)
 from shopkeeper.config import ShopkeeperSettings, load_yaml_config
 from shopkeeper.errors import ConfigError, IngestError
 from shopkeeper.ingest import (
@@ -111,9 +116,10 @@ def fingerprint(req: IngestRequest, mapping: MappingConfig | None) -> str:
 
 def _source_nulls(con: duckdb.DuckDBPyConnection, stage: StagedTable) -> dict[str, int]:
     """Values per source column that are missing or a null marker, as cleaning reads them."""
+    # count_if over a CASE: its cheap first-character test keeps most values from the
+    # regex (a FILTER clause evaluated the whole test on every row: 3x slower).
     parts = [
-        f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL OR regexp_full_match(CAST("
-        f"{quote_ident(c)} AS VARCHAR), {sql_literal(NULL_MARKER_RE)}))"
+        f"count_if({is_null_or_marker(f'CAST({quote_ident(c)} AS VARCHAR)')})"
         for c in stage.columns
     ]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {stage.table}").fetchone() or ()
