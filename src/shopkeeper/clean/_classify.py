@@ -307,17 +307,19 @@ def _set_rules_sql(
         # More than `max` events in any 60 seconds (a sliding window, so a burst across
         # a minute boundary counts whole). Such a window lies within two adjacent
         # calendar minutes, so only users over `max` in some pair of them are windowed.
+        # The minute counts group by a 64-bit hash of the user id, not the 32-character
+        # pseudonym (a third cheaper); a collision only adds a candidate, and the window
+        # partitions by the id itself.
         cap = cfg.bot_max_events_per_minute
         ctes.append(
-            f"bots AS (WITH c AS (SELECT user_id, ts FROM ok WHERE event_type IN "
-            f"({sql_list(cfg.bot_event_types)})), "
-            f"m AS (SELECT user_id, floor(epoch(ts) / 60) AS _m, count(*) AS n FROM c "
-            f"GROUP BY ALL), "
-            f"cand AS (SELECT DISTINCT a.user_id FROM m a LEFT JOIN m b ON b.user_id = a.user_id "
+            f"bots AS (WITH c AS (SELECT user_id, hash(user_id) AS _h, ts FROM ok "
+            f"WHERE event_type IN ({sql_list(cfg.bot_event_types)})), "
+            f"m AS (SELECT _h, floor(epoch(ts) / 60) AS _m, count(*) AS n FROM c GROUP BY ALL), "
+            f"cand AS (SELECT DISTINCT a._h FROM m a LEFT JOIN m b ON b._h = a._h "
             f"AND b._m = a._m + 1 WHERE a.n + coalesce(b.n, 0) > {cap}) "
             f"SELECT DISTINCT user_id AS _bu FROM (SELECT c.user_id, count(*) OVER (PARTITION BY "
             f"c.user_id ORDER BY c.ts RANGE BETWEEN INTERVAL 59999999 MICROSECONDS PRECEDING "
-            f"AND CURRENT ROW) AS _w FROM c JOIN cand ON cand.user_id = c.user_id) "
+            f"AND CURRENT ROW) AS _w FROM c SEMI JOIN cand ON cand._h = c._h) "
             f"WHERE _w > {cap})"
         )
         joins.append("LEFT JOIN bots ON ok.user_id = bots._bu")
@@ -345,12 +347,14 @@ def _dedup_case(plan: AssetPlan, cfg: CleaningConfig, present: set[str]) -> tupl
 
 
 def _near_duplicates_sql(
-    plan: AssetPlan, cfg: CleaningConfig, present: set[str], rel: str
+    plan: AssetPlan, cfg: CleaningConfig, present: set[str], ok: str, flagged: str
 ) -> str | None:
-    """(_ord, _r, _c) of near-duplicate events among the passing rows of `rel`.
+    """(_ord, _r, _c) of near-duplicate events among rows of `ok` not in `flagged`.
 
-    Only keys seen more than once can repeat, so a hash aggregate picks those first
-    and the window sorts just their rows.
+    Only keys seen more than once can repeat, so a hash aggregate over a 64-bit hash
+    of the key picks those first (a collision only adds candidates) and the window,
+    partitioned by the key itself, sorts just their rows. `ok` is a projection of a
+    table, read twice: cheaper than materializing a shared CTE.
     """
     window = cfg.near_duplicate_window_seconds
     need = {"user_id", "item_id", "event_type", "ts"}
@@ -358,18 +362,19 @@ def _near_duplicates_sql(
         return None
     near = sql_list(cfg.near_duplicate_event_types)
     cand = (
-        f"(SELECT _ord, user_id, item_id, event_type, ts FROM {rel} "
-        f"WHERE _r2 IS NULL AND event_type IN ({near}))"
+        f"(SELECT ok._ord, user_id, item_id, event_type, ts, "
+        f"hash(user_id, item_id, event_type) AS _k FROM {ok} ok "
+        f"ANTI JOIN {flagged} _f ON _f._ord = ok._ord WHERE event_type IN ({near}))"
     )
-    multi = f"(SELECT user_id, item_id, event_type FROM {cand} GROUP BY ALL HAVING count(*) > 1)"
+    multi = f"(SELECT _k FROM {cand} GROUP BY _k HAVING count(*) > 1)"
     gap = (
         "epoch(c.ts) - epoch(lag(c.ts) OVER (PARTITION BY c.user_id, c.item_id, c.event_type "
         "ORDER BY c.ts, c._ord))"
     )
     return (
         f"SELECT _ord, '{Reason.NEAR_DUPLICATE.value}' AS _r, NULL::VARCHAR AS _c FROM "
-        f"(SELECT c._ord, {gap} AS _gap FROM {cand} c JOIN {multi} k ON c.user_id = k.user_id "
-        f"AND c.item_id = k.item_id AND c.event_type = k.event_type) WHERE _gap <= {window}"
+        f"(SELECT c._ord, {gap} AS _gap FROM {cand} c SEMI JOIN {multi} k ON c._k = k._k) "
+        f"WHERE _gap <= {window}"
     )
 
 
@@ -438,12 +443,15 @@ def classify(
     stage2 = stage2.replace(" FROM ok ", f" FROM {ok} ok ")
     for name in ("known", "pstats", "bots"):
         stage2 = stage2.replace(f"JOIN {name} ON", f"JOIN {table}_{name} {name} ON")
-    near = _near_duplicates_sql(plan, cfg, present, "s2")
+    near = _near_duplicates_sql(plan, cfg, present, ok, f"{table}_f")
     if near is not None:
+        # The set rules' few flagged rows first; the near-duplicate window then skips them.
         con.execute(
-            f"CREATE TEMP TABLE {table}_r AS WITH s2 AS ({stage2}) SELECT _ord, _r2 AS _r, "
-            f"{column} AS _c FROM s2 WHERE _r2 IS NOT NULL UNION ALL {near}"
+            f"CREATE TEMP TABLE {table}_f AS SELECT _ord, _r2 AS _r, {column} AS _c "
+            f"FROM ({stage2}) WHERE _r2 IS NOT NULL"
         )
+        con.execute(f"CREATE TEMP TABLE {table}_r AS SELECT * FROM {table}_f UNION ALL {near}")
+        con.execute(f"DROP TABLE {table}_f")
     else:
         con.execute(
             f"CREATE TEMP TABLE {table}_r AS "
