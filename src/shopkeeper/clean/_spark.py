@@ -10,7 +10,8 @@ engines name or mean things differently, then generated as Spark SQL:
 * `regexp_full_match` becomes an anchored `RLIKE`; `trim` removes the Unicode space
   separators as DuckDB's does (Spark's removes only U+0020);
 * `timezone(tz, naive)` is `to_utc_timestamp`, `epoch` keeps microseconds,
-  `isfinite` is spelled out, `try_strptime` formats become Java patterns, and
+  `isfinite` is spelled out, `strlen` (bytes) is `octet_length`, `try_strptime`
+  formats become Java patterns, and
   `json_object` is `to_json(named_struct(...))` keeping null fields;
 * `nfkc` is a vectorized UDF (Arrow batches, `pyarrow.compute.utf8_normalize`), the
   same function DuckDB registers.
@@ -219,6 +220,8 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
         args = node.expressions
         if name == "timezone" and len(args) == 2:
             return _fn("TO_UTC_TIMESTAMP", args[1], args[0])
+        if name == "strlen" and len(args) == 1:
+            return _fn("OCTET_LENGTH", args[0])
         if name == "isfinite" and len(args) == 1:
             inf = exp.cast(exp.Literal.string("Infinity"), exp.DataType.Type.DOUBLE)
             return exp.LT(this=_fn("ABS", args[0]), expression=inf)
