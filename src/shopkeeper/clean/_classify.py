@@ -9,7 +9,6 @@ Two passes in DuckDB:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -54,11 +53,6 @@ class CleanedLoad:
         con.execute(f"DROP VIEW IF EXISTS {self.classified}")
         for t in self.tables:
             con.execute(f"DROP TABLE IF EXISTS {t}")
-
-
-def _alternation(values: list[str]) -> str:
-    """An anchored-by-use regex matching exactly one of `values`."""
-    return "(" + "|".join(re.escape(v) for v in values) + ")" if values else "[^\\s\\S]"
 
 
 def _column_sqls(plan: AssetPlan, pseudo: Pseudonymizer) -> dict[str, ColumnSql]:
@@ -121,7 +115,8 @@ def _row_rules(
     if "event_type" in sqls:
         rules.append(
             (
-                f"NOT regexp_full_match(event_type, {sql_literal(_alternation(cfg.event_types))})",
+                # A constant IN list: half the cost of a regex alternation (DuckDB 2.0).
+                f"NOT event_type IN ({sql_list(cfg.event_types)})" if cfg.event_types else "true",
                 Reason.INVALID_EVENT_TYPE.value,
                 "event_type",
             )
@@ -214,9 +209,12 @@ def build_mapped_sql(
     stmts = [
         # Exact duplicates: group by a row hash to find candidates, then compare the
         # candidates' full values (a hash collision never makes a row a duplicate).
+        # Each row is hashed once (the CTE, read twice, is materialized).
         f"CREATE TEMP TABLE IF NOT EXISTS {stage.table}_dup AS "
-        f"WITH h AS (SELECT hash({part}) AS _h FROM {stage.table} GROUP BY 1 HAVING count(*) > 1), "
-        f"c AS (SELECT rowid AS _r, * FROM {stage.table} WHERE hash({part}) IN (SELECT _h FROM h)) "
+        f"WITH hh AS (SELECT rowid AS _r, hash({part}) AS _h FROM {stage.table}), "
+        f"h AS (SELECT _h FROM hh GROUP BY 1 HAVING count(*) > 1), "
+        f"c AS (SELECT rowid AS _r, * FROM {stage.table} "
+        f"WHERE rowid IN (SELECT _r FROM hh SEMI JOIN h ON h._h = hh._h)) "
         f"SELECT _r + 1 AS _o FROM (SELECT _r, row_number() OVER (PARTITION BY {part} "
         f"ORDER BY _r) AS _n FROM c) WHERE _n > 1"
     ]
