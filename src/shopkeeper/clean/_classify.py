@@ -209,12 +209,9 @@ def build_mapped_sql(
     stmts = [
         # Exact duplicates: group by a row hash to find candidates, then compare the
         # candidates' full values (a hash collision never makes a row a duplicate).
-        # Each row is hashed once (the CTE, read twice, is materialized).
         f"CREATE TEMP TABLE IF NOT EXISTS {stage.table}_dup AS "
-        f"WITH hh AS (SELECT rowid AS _r, hash({part}) AS _h FROM {stage.table}), "
-        f"h AS (SELECT _h FROM hh GROUP BY 1 HAVING count(*) > 1), "
-        f"c AS (SELECT rowid AS _r, * FROM {stage.table} "
-        f"WHERE rowid IN (SELECT _r FROM hh SEMI JOIN h ON h._h = hh._h)) "
+        f"WITH h AS (SELECT hash({part}) AS _h FROM {stage.table} GROUP BY 1 HAVING count(*) > 1), "
+        f"c AS (SELECT rowid AS _r, * FROM {stage.table} WHERE hash({part}) IN (SELECT _h FROM h)) "
         f"SELECT _r + 1 AS _o FROM (SELECT _r, row_number() OVER (PARTITION BY {part} "
         f"ORDER BY _r) AS _n FROM c) WHERE _n > 1"
     ]
@@ -307,18 +304,19 @@ def _set_rules_sql(
         # calendar minutes, so only users over `max` in some pair of them are windowed.
         # The minute counts group by a 64-bit hash of the user id, not the 32-character
         # pseudonym (a third cheaper); a collision only adds a candidate, and the window
-        # partitions by the id itself.
+        # partitions by the id itself. `ok` (a projection of a table) is read twice
+        # rather than shared through a CTE, which DuckDB would materialize.
         cap = cfg.bot_max_events_per_minute
+        types = f"event_type IN ({sql_list(cfg.bot_event_types)})"
         ctes.append(
-            f"bots AS (WITH c AS (SELECT user_id, hash(user_id) AS _h, ts FROM ok "
-            f"WHERE event_type IN ({sql_list(cfg.bot_event_types)})), "
-            f"m AS (SELECT _h, floor(epoch(ts) / 60) AS _m, count(*) AS n FROM c GROUP BY ALL), "
+            f"bots AS (WITH m AS (SELECT hash(user_id) AS _h, floor(epoch(ts) / 60) AS _m, "
+            f"count(*) AS n FROM ok WHERE {types} GROUP BY ALL), "
             f"cand AS (SELECT DISTINCT a._h FROM m a LEFT JOIN m b ON b._h = a._h "
             f"AND b._m = a._m + 1 WHERE a.n + coalesce(b.n, 0) > {cap}) "
-            f"SELECT DISTINCT user_id AS _bu FROM (SELECT c.user_id, count(*) OVER (PARTITION BY "
-            f"c.user_id ORDER BY c.ts RANGE BETWEEN INTERVAL 59999999 MICROSECONDS PRECEDING "
-            f"AND CURRENT ROW) AS _w FROM c SEMI JOIN cand ON cand._h = c._h) "
-            f"WHERE _w > {cap})"
+            f"SELECT DISTINCT user_id AS _bu FROM (SELECT ok.user_id, count(*) OVER (PARTITION BY "
+            f"ok.user_id ORDER BY ok.ts RANGE BETWEEN INTERVAL 59999999 MICROSECONDS PRECEDING "
+            f"AND CURRENT ROW) AS _w FROM ok SEMI JOIN cand ON cand._h = hash(ok.user_id) "
+            f"WHERE {types}) WHERE _w > {cap})"
         )
         joins.append("LEFT JOIN bots ON ok.user_id = bots._bu")
         whens.append(f"WHEN bots._bu IS NOT NULL THEN '{Reason.BOT_USER.value}'")
