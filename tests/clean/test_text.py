@@ -10,9 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shopkeeper.clean import norm_id, norm_text
+from shopkeeper.clean._pii import _SQL_TRIM
 from shopkeeper.clean._text import (
     NULL_MARKERS,
     has_replacement_char,
+    is_null_or_marker,
     norm_event_type,
     null_if_marker,
 )
@@ -55,6 +57,25 @@ def test_null_markers_become_null(duckdb_con, value) -> None:
 )
 def test_values_that_are_not_markers_are_trimmed_and_kept(duckdb_con, value, expected) -> None:
     assert _eval(duckdb_con, null_if_marker, value) == expected
+
+
+# Characters around the fast paths: marker letters in both cases, the byte-range edges
+# of the first-character test (`!`, `M`-`O`, `[`-`]`, `m`-`o`, `~`), ASCII and Unicode
+# spaces, a tab, accented and full-width letters.
+_MARKERISH = st.text(
+    alphabet="nNaAlLuUoOeEtT/\\!MO[]mo~x7 \t\u00a0\u2009\u3000\u00e9\uff2e",
+    max_size=8,
+)
+
+
+@_FIXTURE_OK
+@given(raw=_MARKERISH)
+def test_null_if_marker_is_trim_then_marker_check(duckdb_con, raw) -> None:
+    """The first-character and trim-only-if-needed shortcuts change no result."""
+    trimmed = raw.strip(_SQL_TRIM)
+    expected = None if trimmed.lower() in NULL_MARKERS else trimmed
+    assert _eval(duckdb_con, null_if_marker, raw) == expected
+    assert _eval(duckdb_con, is_null_or_marker, raw) is (expected is None)
 
 
 def test_null_stays_null(duckdb_con) -> None:
