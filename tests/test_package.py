@@ -96,7 +96,7 @@ def test_cleaning_sql_transpiles_to_spark(duckdb_con: object) -> None:
         present = {n for n in sqls if not n.startswith("_")}
         ctes, _, case = _set_rules_sql(plan, cfg, present, "items_src")
         dedup, _ = _dedup_case(plan, cfg, present)
-        near = _near_duplicates_sql(plan, cfg, present, "t")
+        near = _near_duplicates_sql(plan, cfg, present, "t", "f")
         assert (near is not None) == (plan.kind == "events")
         for sql in [
             *stmts,
