@@ -62,10 +62,9 @@ def cannot_be_marker(expr: str) -> str:
     ...  for v in ["17850", "view", "nan", "NULL", "", " x", "\\n", "\u3000", "o"]]
     [True, True, False, False, False, False, False, False, True]
     """
-    x = expr
     return (
-        f"(({x} >= '!' AND {x} < 'N') OR ({x} >= 'O' AND {x} < '\\') "
-        f"OR ({x} >= ']' AND {x} < 'n') OR ({x} >= 'o' AND {x} < chr(127)))"
+        f"(({expr} >= '!' AND {expr} < 'N') OR ({expr} >= 'O' AND {expr} < '\\') "
+        f"OR ({expr} >= ']' AND {expr} < 'n') OR ({expr} >= 'o' AND {expr} < chr(127)))"
     )
 
 
