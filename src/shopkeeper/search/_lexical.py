@@ -112,11 +112,15 @@ class LexicalIndex:
             words = self.speller.correct(words)
         return self.analyzer.analyze([" ".join(w) for w in words])
 
+    def query_term_ids(self, queries: Sequence[str], spelling: bool = True) -> list[list[int]]:
+        """Each query's known terms as vocabulary ids, in query order (repeats kept)."""
+        terms = self.query_terms(queries, spelling=spelling)
+        return [[self._term[t] for t in ts if t in self._term] for ts in terms]
+
     def encode(self, queries: Sequence[str], spelling: bool = True) -> Any:
         """The (queries, terms) binary CSR matrix of the queries' known terms."""
         sparse = require_ml("scipy.sparse")
-        terms = self.query_terms(queries, spelling=spelling)
-        ids = [sorted({self._term[t] for t in ts if t in self._term}) for ts in terms]
+        ids = [sorted(set(t)) for t in self.query_term_ids(queries, spelling=spelling)]
         indptr = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum([len(i) for i in ids], out=indptr[1:])
         indices = np.fromiter((t for i in ids for t in i), dtype=np.int64, count=int(indptr[-1]))

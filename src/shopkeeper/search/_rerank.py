@@ -174,16 +174,22 @@ class RerankedRetriever:
         if self.blend:
             base = np.where(head_rows >= 0, pool.scores[:, : self.depth], -np.inf)
             scores = blend_scores(scores, base.astype(np.float32), self.blend)
-        head = rank_candidates(head_rows, scores, self.depth)
-        if k <= self.depth:
-            return Ranked(head.rows[:, :k], head.scores[:, :k])
-        tail_rows = pool.rows[:, self.depth : k]
-        valid = head.rows >= 0
-        lowest = np.where(valid, head.scores, np.inf).min(axis=1, keepdims=True)
-        lowest = np.where(np.isfinite(lowest), lowest, 0).astype(np.float32)
-        steps = np.arange(1, tail_rows.shape[1] + 1, dtype=np.float32)[None, :] * TAIL_STEP
-        tail = np.where(tail_rows >= 0, lowest - 1 - steps, 0).astype(np.float32)
-        return Ranked(
-            np.concatenate([head.rows, tail_rows], axis=1),
-            np.concatenate([head.scores, tail], axis=1),
-        )
+        return reranked_head(pool, scores, self.depth, k)
+
+
+def reranked_head(pool: Ranked, scores: npt.NDArray[np.float32], depth: int, k: int) -> Ranked:
+    """The top `k` of a first-stage `pool` whose first `depth` rows got new `scores`: the
+    head in their order, then the rest of the pool in its order, scored below the head."""
+    head = rank_candidates(pool.rows[:, :depth], scores, depth)
+    if k <= depth:
+        return Ranked(head.rows[:, :k], head.scores[:, :k])
+    tail_rows = pool.rows[:, depth:k]
+    valid = head.rows >= 0
+    lowest = np.where(valid, head.scores, np.inf).min(axis=1, keepdims=True)
+    lowest = np.where(np.isfinite(lowest), lowest, 0).astype(np.float32)
+    steps = np.arange(1, tail_rows.shape[1] + 1, dtype=np.float32)[None, :] * TAIL_STEP
+    tail = np.where(tail_rows >= 0, lowest - 1 - steps, 0).astype(np.float32)
+    return Ranked(
+        np.concatenate([head.rows, tail_rows], axis=1),
+        np.concatenate([head.scores, tail], axis=1),
+    )

@@ -1,0 +1,173 @@
+"""Learning to rank: LambdaMART trees over pair features reorder the first stage.
+
+`train search --model ltr` (`_train_ltr.py`) fits the trees; a `search_ltr` version holds
+them (the LightGBM model text as an artifact, the features' importances as the data
+file) and, in its params, the first stage they reorder and the validation nDCG@10 of that
+first stage alone and reordered. This module serves them: `open_ltr` rebuilds the first
+stage and `LtrRetriever` reorders its top `depth`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shopkeeper.errors import NotFoundError
+from shopkeeper.features._encoder import require_ml
+from shopkeeper.features._text import read_item_texts
+from shopkeeper.search._fusion import FusionConfig, HybridRetriever
+from shopkeeper.search._ltr_features import PairFeatures
+from shopkeeper.search._open import open_dense
+from shopkeeper.search._rerank import reranked_head
+from shopkeeper.search._retrieve import LexicalRetriever, Ranked
+from shopkeeper.search._tuned_dense import beats_base, tuned_hybrid
+from shopkeeper.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+    from shopkeeper.features import ItemEncoder
+    from shopkeeper.warehouse import Workspace
+
+LTR_ASSET = "search_ltr"
+
+
+class LtrRetriever:
+    """The first stage's top `depth` reordered by the trees' score of each pair.
+
+    Args:
+        base: BM25 or hybrid (the first stage it was trained on).
+        booster: The trained LightGBM booster.
+        features: The catalogue side of the pair features.
+        depth: Candidates per query it reorders.
+    """
+
+    def __init__(
+        self,
+        base: LexicalRetriever | HybridRetriever,
+        booster: Any,
+        features: PairFeatures,
+        depth: int = 50,
+    ) -> None:
+        self.base = base
+        self.booster = booster
+        self.features = features
+        self.depth = depth
+        self.item_ids = base.item_ids
+        self._lexical = base if isinstance(base, LexicalRetriever) else base.lexical
+
+    @property
+    def name(self) -> str:
+        """The base's name and `+ltr`, e.g. `hybrid-tuned-linear+ltr`."""
+        return f"{self.base.name}+ltr"
+
+    def encode(self, queries: Sequence[str]) -> tuple[list[str], Any]:
+        """The query texts (for the text features) and the base's representation."""
+        return list(queries), self.base.encode(queries)
+
+    def pair_features(
+        self, encoded: tuple[list[str], Any], rows: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """(queries, candidates, len(FEATURES)) features of each query with its rows
+        (NaN where the row is -1; `dense` is NaN throughout over a BM25 base)."""
+        queries, base_enc = encoded
+        if isinstance(self.base, HybridRetriever):
+            bm25, dense = self.base.both_scores(base_enc, rows)
+        else:
+            bm25 = self.base.score(base_enc, rows)
+            dense = np.full(rows.shape, np.nan, dtype=np.float32)
+        valid = rows >= 0
+        first = np.stack(
+            [np.where(valid, bm25, np.nan), np.where(valid, dense, np.nan)], axis=2
+        ).astype(np.float32)
+        text = self.features.lexical(queries, rows, spelling=self._lexical.spelling)
+        return np.concatenate([first, text], axis=2)
+
+    def score(
+        self, encoded: tuple[list[str], Any], rows: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """The trees' score of each candidate row (-inf where the row is -1)."""
+        return self.predict(self.pair_features(encoded, rows), rows)
+
+    def predict(
+        self, x: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """The trees' scores of described pairs (-inf where the row is -1)."""
+        n, d, f = x.shape
+        if n * d == 0:
+            return np.zeros((n, d), dtype=np.float32)
+        s = np.asarray(self.booster.predict(x.reshape(n * d, f)), dtype=np.float32)
+        return np.where(rows >= 0, s.reshape(n, d), -np.inf).astype(np.float32)
+
+    def retrieve(
+        self,
+        encoded: tuple[list[str], Any],
+        k: int,
+        mask: npt.NDArray[np.bool_] | None = None,
+    ) -> Ranked:
+        """The base's top `max(k, depth)` (within `mask`), the top `depth` reordered."""
+        pool = self.base.retrieve(encoded[1], max(k, self.depth), mask)
+        return reranked_head(pool, self.score(encoded, pool.rows[:, : self.depth]), self.depth, k)
+
+
+def has_ltr(ws: Workspace) -> bool:
+    """Whether `train search --model ltr` has stored a model here."""
+    with Warehouse(ws, read_only=True) as wh:
+        return wh.latest(LTR_ASSET) is not None
+
+
+def ltr_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
+    """The params of a stored `search_ltr` version (the latest by default).
+
+    Raises:
+        NotFoundError: none has been trained (or no such version).
+    """
+    with Warehouse(ws, read_only=True) as wh:
+        if version is None and wh.latest(LTR_ASSET) is None:
+            raise NotFoundError(_NONE_YET)
+        return dict(wh.version(LTR_ASSET, version).params)
+
+
+def ltr_helps(ws: Workspace) -> bool:
+    """A model is stored and beat its first stage on its validation queries."""
+    return has_ltr(ws) and beats_base(ltr_params(ws))
+
+
+def open_ltr(
+    ws: Workspace,
+    lexical: LexicalRetriever,
+    version: int | None = None,
+    encoder: ItemEncoder | None = None,
+) -> LtrRetriever:
+    """The stored trees (the latest by default) over the first stage they were trained
+    with: hybrid-tuned with the encoder version it recorded, hybrid with its stored fusion
+    (item vectors read with `encoder`; None: the index's own), or BM25.
+
+    Raises:
+        NotFoundError: none has been trained, or a hybrid-trained one without item vectors.
+    """
+    lgb = require_ml("lightgbm")
+    with Warehouse(ws, read_only=True) as wh:
+        if version is None and wh.latest(LTR_ASSET) is None:
+            raise NotFoundError(_NONE_YET)
+        v = wh.version(LTR_ASSET, version)
+        model_file = next(p for p in wh.files(LTR_ASSET, v.version, "artifact"))
+    params = v.params
+    base: LexicalRetriever | HybridRetriever = lexical
+    if params.get("fusion") is not None:
+        fusion = FusionConfig.model_validate(params["fusion"])
+        if params.get("tuned_encoder"):
+            base = tuned_hybrid(ws, lexical, fusion, version=int(params["tuned_encoder"]))
+        else:
+            base = HybridRetriever(lexical, open_dense(ws, lexical.item_ids, encoder), fusion)
+    booster = lgb.Booster(model_file=str(model_file))
+    with Warehouse(ws, read_only=True) as wh:
+        texts = read_item_texts(wh, lexical.item_ids)
+    features = PairFeatures(lexical.index, texts)
+    return LtrRetriever(base, booster, features, int(params["config"]["depth"]))
+
+
+_NONE_YET = "no learning-to-rank model yet; run `shopkeeper train search --model ltr` first"

@@ -1,0 +1,143 @@
+"""Features of (query, item) pairs for the learning-to-rank model, computed in batches.
+
+Every feature is a number about one pair that does not depend on the other candidates,
+so a pair scores the same in a top-k search and in the rerank protocol (a fused score is
+normalized over the candidates, so it is not one): BM25 and the dense cosine; how many
+of the query's analyzed terms the item's indexed fields hold (plain, and weighted by the
+terms' inverse document frequency); whether the query's first and last terms are among
+them (the last word of a shopper's query is usually the product type); and the overlap
+of the character trigrams of the query and the item text (it catches the plurals,
+compounds and typos the term match misses). All are sparse products over whole batches
+of pairs: no Python loop over pairs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shopkeeper.features._encoder import require_ml
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+    from shopkeeper.search._lexical import LexicalIndex
+
+FEATURES = (
+    "bm25",
+    "dense",
+    "query_terms",
+    "matched_terms",
+    "matched_share",
+    "matched_idf_share",
+    "first_term",
+    "last_term",
+    "item_terms",
+    "char3_share",
+    "char3_jaccard",
+)
+"""The columns of a pair's feature vector, in order."""
+
+GRAM_BUCKETS = 2**20
+"""Hash buckets of the character trigrams (collisions are rare at this size)."""
+
+
+class PairFeatures:
+    """The catalogue's side of the pair features, built once: each item's indexed terms
+    (from the BM25 index), the terms' IDF and each item text's character trigrams.
+
+    Args:
+        index: The BM25 index (its term × item matrix says which terms an item holds).
+        texts: Each catalogue row's item text (the same rows as the index).
+    """
+
+    def __init__(self, index: LexicalIndex, texts: Sequence[str]) -> None:
+        if len(texts) != index.n_items:
+            raise ValueError(f"{len(texts)} item texts for {index.n_items} catalogue rows")
+        self.index = index
+        holds = index.weights.copy()
+        holds.data = (holds.data != 0).astype(np.float32)
+        holds.eliminate_zeros()
+        self._item_terms = holds.T.tocsr()
+        """(items, terms) 1 where the item's indexed fields hold the term."""
+        df = np.maximum(np.diff(holds.indptr), 1).astype(np.float64)
+        self._idf = np.log((index.n_items + 1) / df).astype(np.float32)
+        self._n_terms = np.diff(self._item_terms.indptr).astype(np.float32)
+        self._hasher = _gram_hasher()
+        self._grams = self._hasher.transform(list(texts)).tocsr()
+        self._n_grams = np.diff(self._grams.indptr).astype(np.float32)
+
+    def lexical(
+        self, queries: Sequence[str], rows: npt.NDArray[np.int64], spelling: bool = True
+    ) -> npt.NDArray[np.float32]:
+        """(queries, candidates, 9) the text features (`query_terms` … `char3_jaccard`)
+        of each query with its candidate rows; NaN where the row is -1."""
+        sparse = require_ml("scipy.sparse")
+        n, d = rows.shape
+        out = np.full((n, d, 9), np.nan, dtype=np.float32)
+        valid = rows >= 0
+        if not valid.any():
+            return out
+        pair_q = np.nonzero(valid)[0]
+        pair_row = rows[valid]
+        term_ids = self.index.query_term_ids(queries, spelling=spelling)
+        n_terms = len(self.index.vocab)
+        unique = [sorted(set(t)) for t in term_ids]
+        q_terms = _rows_matrix(sparse, unique, n_terms)
+        q_idf = q_terms.multiply(self._idf[None, :]).tocsr()
+        first = _rows_matrix(sparse, [t[:1] for t in term_ids], n_terms)
+        last = _rows_matrix(sparse, [t[-1:] for t in term_ids], n_terms)
+        held = self._item_terms[pair_row]
+        q_count = np.array([len(u) for u in unique], dtype=np.float32)
+        idf_total = np.asarray(q_idf.sum(axis=1)).ravel()
+        matched = _pair_dot(q_terms, held, pair_q)
+        idf_matched = _pair_dot(q_idf, held, pair_q)
+        q_grams = self._hasher.transform(list(queries)).tocsr()
+        q_gram_count = np.diff(q_grams.indptr).astype(np.float32)
+        shared = _pair_dot(q_grams, self._grams[pair_row], pair_q)
+        union = q_gram_count[pair_q] + self._n_grams[pair_row] - shared
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols = [
+                q_count[pair_q],
+                matched,
+                np.where(q_count[pair_q] > 0, matched / q_count[pair_q], 0.0),
+                np.where(idf_total[pair_q] > 0, idf_matched / idf_total[pair_q], 0.0),
+                _pair_dot(first, held, pair_q),
+                _pair_dot(last, held, pair_q),
+                self._n_terms[pair_row],
+                np.where(q_gram_count[pair_q] > 0, shared / q_gram_count[pair_q], 0.0),
+                np.where(union > 0, shared / union, 0.0),
+            ]
+        out[valid] = np.stack(cols, axis=1).astype(np.float32)
+        return out
+
+
+def _gram_hasher() -> Any:
+    """scikit-learn's stateless hasher of lower-cased character trigrams within words."""
+    text = require_ml("sklearn.feature_extraction.text")
+    return text.HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(3, 3),
+        n_features=GRAM_BUCKETS,
+        alternate_sign=False,
+        norm=None,
+        binary=True,
+        dtype=np.float32,
+    )
+
+
+def _rows_matrix(sparse: Any, ids: list[list[int]], width: int) -> Any:
+    """A (len(ids), width) CSR matrix with a 1 at each row's listed columns."""
+    indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum([len(i) for i in ids], out=indptr[1:])
+    indices = np.fromiter((t for i in ids for t in i), dtype=np.int64, count=int(indptr[-1]))
+    data = np.ones(len(indices), dtype=np.float32)
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(ids), width))
+
+
+def _pair_dot(queries: Any, items: Any, pair_q: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Row-wise dot products of `queries[pair_q]` and `items` (one item row per pair)."""
+    return np.asarray(queries[pair_q].multiply(items).sum(axis=1), dtype=np.float64).ravel()
