@@ -288,7 +288,8 @@ def render_search_report(report: dict[str, Any]) -> None:
     type=click.Choice(EVAL_MODEL_CHOICES),
     multiple=True,
     help="A model (repeatable; default: random, bm25, dense + hybrid when item vectors exist, "
-    "and ranker + ranker-fp32 when `train search` has stored one).",
+    "ranker + ranker-fp32 when `train search` has stored one, ltr when `train search --model "
+    "ltr` has).",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Split and tie seed.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None, help="Sample queries.")
@@ -310,6 +311,7 @@ def search_eval_cmd(
 ) -> None:
     """Evaluate search on judged queries: full-catalogue and rerank protocols."""
     from shopkeeper.search import SearchEvalConfig, evaluate_search
+    from shopkeeper.search._ltr import has_ltr
     from shopkeeper.search._open import has_dense
     from shopkeeper.search._ranker_asset import has_ranker
     from shopkeeper.search._tuned_dense import has_tuned_dense
@@ -318,6 +320,7 @@ def search_eval_cmd(
     if not chosen or "all" in chosen:
         dense = has_dense(state.workspace)
         ranker = ["ranker", "ranker-fp32"] if has_ranker(state.workspace) else []
+        ranker += ["ltr"] if has_ltr(state.workspace) else []
         tuned = ["dense-tuned", "hybrid-tuned"] if has_tuned_dense(state.workspace) else []
         chosen = ["random", "bm25", *(["dense", "hybrid"] if dense else []), *tuned, *ranker]
     given = {"seed": seed, "max_queries": max_queries}

@@ -227,13 +227,15 @@ def _import(state: State, folder: Path) -> None:
 @train.command("search")
 @click.option(
     "--model",
-    type=click.Choice(["cross-encoder", "bi-encoder"]),
+    type=click.Choice(["cross-encoder", "bi-encoder", "ltr"]),
     default="cross-encoder",
     show_default=True,
     help="cross-encoder: a ranker (query, item text) -> relevance that reranks the first "
     "stage's top candidates; bi-encoder: the query/item encoder of dense retrieval, "
-    "fine-tuned contrastively, with the catalogue encoded by it. Both start from the "
-    "pre-trained transformer.",
+    "fine-tuned contrastively, with the catalogue encoded by it (both start from the "
+    "pre-trained transformer); ltr: LambdaMART trees over features of each (query, item) "
+    "pair (BM25, dense cosine, term and character overlap) that reorder the first stage's "
+    "top candidates.",
 )
 @time_budget_option("Stop training after this many minutes with the best weights so far.")
 @config_option("YAML file with the model's config (depth, negatives, epochs, learning rate, …).")
@@ -243,16 +245,20 @@ def search_cmd(state: State, model: str, minutes: float | None, config_path: Pat
     """Fine-tune a search model on the judged train queries and store it as an asset.
 
     The split is `evaluate search`'s (seed 0), so its test queries are never trained on.
-    The cross-encoder becomes `search_ranker` (`search` reranks with it when it beat its
-    first stage on the validation queries); the bi-encoder becomes `search_encoder`
-    (`search --model dense-tuned | hybrid-tuned`, and the default when it beat the
-    pre-trained encoder on the validation queries).
+    The cross-encoder becomes `search_ranker` and the trees `search_ltr` (`search`
+    reorders with the better of them on validation, of those that beat their first stage
+    there); the bi-encoder becomes `search_encoder` (`search --model dense-tuned |
+    hybrid-tuned`, and the default when it beat the pre-trained encoder on the validation
+    queries).
     """
     budget_s = minutes * 60 if minutes is not None else None
     budget = f", budget {minutes:g} min" if minutes is not None else ""
     click.echo(f"training the {model} search model{budget} …", err=True)
     if model == "bi-encoder":
         _train_bi_encoder(state, budget_s, config_path)
+        return
+    if model == "ltr":
+        _train_ltr(state, budget_s, config_path)
         return
     from shopkeeper.search._train_ranker import RankerConfig, train_ranker
 
@@ -276,6 +282,30 @@ def search_cmd(state: State, model: str, minutes: float | None, config_path: Pat
         highlight=False,
     )
     c.print("Try: shopkeeper evaluate search --model hybrid --model ranker", highlight=False)
+
+
+def _train_ltr(state: State, budget_s: float | None, config_path: Path | None) -> None:
+    from shopkeeper.search._train_ltr import LtrConfig, train_ltr
+
+    cfg = load_yaml_config(config_path, LtrConfig) if config_path else LtrConfig()
+    out = train_ltr(state.workspace, cfg, budget_s)
+    if state.json:
+        emit_json(out)
+        return
+    c = console()
+    c.print(
+        f"{out['asset']} v{out['version']}: {out['model']} over {out['base']} (top "
+        f"{cfg.depth}), {out['trees']:,} trees in {out['seconds']:.0f} s; "
+        f"{out['train_pairs']:,} pairs ({out['judged_in_pools']:,} judged) from "
+        f"{out['train_queries']:,} train queries",
+        highlight=False,
+    )
+    c.print(
+        f"validation nDCG@10 ({out['validation_queries']:,} queries): first stage "
+        f"{out['validation_ndcg_base']:.4f}, reordered {out['validation_ndcg']:.4f}",
+        highlight=False,
+    )
+    c.print("Try: shopkeeper evaluate search --model hybrid --model ltr", highlight=False)
 
 
 def _train_bi_encoder(state: State, budget_s: float | None, config_path: Path | None) -> None:

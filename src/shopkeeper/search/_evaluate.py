@@ -25,6 +25,7 @@ from shopkeeper.errors import ConfigError
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.search._data import SPLITS, load_judged, split_queries
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever, fuse, rank_candidates
+from shopkeeper.search._ltr import LTR_ASSET, ltr_params, open_ltr
 from shopkeeper.search._metrics import rmse
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._qrels import Qrels
@@ -56,6 +57,7 @@ ModelName = Literal[
     "hybrid-tuned",
     "ranker",
     "ranker-fp32",
+    "ltr",
 ]
 SEARCH_MODELS: tuple[ModelName, ...] = get_args(ModelName)
 RANKERS = ("ranker", "ranker-fp32")
@@ -215,6 +217,8 @@ def evaluate_search(
     tuned: DenseRetriever | None = None
     if any(m in RANKERS for m in models):
         _check_trained_split(RANKER_ASSET, stored_params(ws), cfg)
+    if "ltr" in models:
+        _check_trained_split(LTR_ASSET, ltr_params(ws), cfg)
     if any(m in TUNED for m in models):
         _check_trained_split(TUNED_ASSET, tuned_params(ws), cfg)
         tuned = open_tuned_dense(ws, item_ids)
@@ -241,6 +245,8 @@ def evaluate_search(
             precision: RankerPrecision | None = "fp32" if name == "ranker-fp32" else None
             model: Retriever | None = open_reranked(ws, lexical, dense, precision)
             extra = None
+        elif name == "ltr":
+            model, extra = open_ltr(ws, lexical, encoder=encoder), None
         else:
             side = tuned if name in TUNED else dense
             model, extra = _model(name.removesuffix("-tuned"), lexical, side, val, item_ids, cfg)

@@ -19,6 +19,7 @@ from shopkeeper.logging import get_logger
 from shopkeeper.search._assets import SEARCH_INDEX_ASSET
 from shopkeeper.search._filters import ItemAttributes, SearchFilters, read_item_attributes
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever, rank_candidates
+from shopkeeper.search._ltr import LtrRetriever, has_ltr, ltr_params, open_ltr
 from shopkeeper.search._open import has_dense, open_dense, open_lexical
 from shopkeeper.search._personalize import (
     ItemVectors,
@@ -50,7 +51,9 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 
-SearchModel = Literal["auto", "bm25", "dense", "hybrid", "dense-tuned", "hybrid-tuned", "ranker"]
+SearchModel = Literal[
+    "auto", "bm25", "dense", "hybrid", "dense-tuned", "hybrid-tuned", "ranker", "ltr"
+]
 Hit = dict[str, Any]
 
 FACET_POOL = 100
@@ -111,9 +114,11 @@ class Searcher:
     ) -> Searcher:
         """A searcher over the workspace's latest items.
 
-        `auto` is the best configuration the workspace has: the ranker of `train search`
-        over its first stage (BM25, hybrid or hybrid-tuned) when one is stored and beat
-        that first stage on its validation queries; else hybrid with the fine-tuned
+        `auto` is the best configuration the workspace has: of the learning-to-rank trees
+        (`train search --model ltr`) and the ranker of `train search`, each over its first
+        stage (BM25, hybrid or hybrid-tuned), the one with the higher validation nDCG@10
+        among those stored that beat their first stage on their validation queries; else
+        hybrid with the fine-tuned
         bi-encoder when one is stored and beat the pre-trained encoder on its validation
         queries; else hybrid when `features build` has made item vectors; else BM25.
         `dense-tuned` and `hybrid-tuned` (the fine-tuned encoder, hybrid with the fusion
@@ -121,11 +126,15 @@ class Searcher:
 
         Raises:
             ConfigError: dense or hybrid asked for without item vectors.
-            NotFoundError: ranker or a tuned model asked for and none has been trained.
+            NotFoundError: ranker, ltr or a tuned model asked for and none has been trained.
         """
         lexical = open_lexical(ws, spelling=spelling)
         dense_ok = model != "bm25" and has_dense(ws)
-        if model == "ranker" or (model == "auto" and _ranker_helps(ws, dense_ok)):
+        if model == "auto":
+            model = _best_trained(ws, dense_ok) or model
+        if model == "ltr":
+            return cls(open_ltr(ws, lexical, encoder=encoder), workspace=ws)
+        if model == "ranker":
             return cls(open_reranked(ws, lexical, encoder=encoder), workspace=ws)
         if model == "auto" and tuned_helps(ws):
             model = "hybrid-tuned"
@@ -376,14 +385,22 @@ class Searcher:
         return rows
 
 
-def _ranker_helps(ws: Workspace, dense_ok: bool) -> bool:
-    """A ranker is stored, its first stage can be opened, and it beat that first stage."""
-    if not has_ranker(ws):
-        return False
-    params = stored_params(ws)
-    if params.get("fusion") is not None and not params.get("tuned_encoder") and not dense_ok:
-        return False
-    return beats_base(params)
+def _best_trained(ws: Workspace, dense_ok: bool) -> SearchModel | None:
+    """`ltr` or `ranker`: of those stored whose first stage can be opened and that beat it
+    on validation, the one with the higher validation nDCG@10 (None: neither)."""
+    found: list[tuple[float, SearchModel]] = []
+    for name, stored, params in (
+        ("ltr", has_ltr, ltr_params),
+        ("ranker", has_ranker, stored_params),
+    ):
+        if not stored(ws):
+            continue
+        p = params(ws)
+        if p.get("fusion") is not None and not p.get("tuned_encoder") and not dense_ok:
+            continue
+        if beats_base(p):
+            found.append((float(p["validation_ndcg"]), name))  # type: ignore[arg-type]
+    return max(found)[1] if found else None
 
 
 def _truncate(ranked: Ranked, k: int) -> Ranked:
@@ -391,7 +408,7 @@ def _truncate(ranked: Ranked, k: int) -> Ranked:
 
 
 def _dense(retriever: Retriever) -> DenseRetriever | None:
-    if isinstance(retriever, RerankedRetriever):
+    if isinstance(retriever, RerankedRetriever | LtrRetriever):
         return _dense(retriever.base)
     if isinstance(retriever, DenseRetriever):
         return retriever
@@ -401,7 +418,7 @@ def _dense(retriever: Retriever) -> DenseRetriever | None:
 
 
 def _lexical(retriever: Retriever) -> LexicalRetriever | None:
-    if isinstance(retriever, RerankedRetriever):
+    if isinstance(retriever, RerankedRetriever | LtrRetriever):
         return _lexical(retriever.base)
     if isinstance(retriever, LexicalRetriever):
         return retriever

@@ -1,0 +1,218 @@
+"""Learning to rank: the pair features against a plain reference, training and the asset,
+the reordering stage, the choice of the default model, evaluation and the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shopkeeper.errors import ConfigError
+from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
+from shopkeeper.search._ltr import LTR_ASSET, LtrRetriever, open_ltr
+from shopkeeper.search._ltr_features import FEATURES, PairFeatures, _gram_hasher
+from shopkeeper.search._train_ltr import LtrConfig, train_ltr
+from shopkeeper.search._train_ranker import catalogue_texts
+from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, lineage_graph
+from tests.cli.test_cli import run
+from tests.search.catalog import write_catalogue
+
+# Seed 0 on the 8 tiny queries: q5-q8 train, q1, q3, q4 validation, q2 test.
+SPLIT = SearchEvalConfig(validation_fraction=0.25, test_fraction=0.25)
+TINY = LtrConfig(depth=10, min_pairs_per_leaf=1, trees=20, early_stopping=20)
+
+
+def _reference(features: PairFeatures, texts: list[str], query: str, row: int) -> list[float]:
+    """The text features of one pair, computed the plain way."""
+    index = features.index
+    terms = index.query_term_ids([query])[0]
+    held = set(index.weights[:, row].nonzero()[0].tolist())
+    df = np.maximum(np.diff(index.weights.tocsr().indptr), 1)
+    idf = np.log((index.n_items + 1) / df)
+    unique = set(terms)
+    matched = unique & held
+    analyzer = _gram_hasher().build_analyzer()
+    q_grams, t_grams = set(analyzer(query)), set(analyzer(texts[row]))
+    shared = len(q_grams & t_grams)
+    return [
+        len(unique),
+        len(matched),
+        len(matched) / len(unique) if unique else 0.0,
+        sum(idf[t] for t in matched) / sum(idf[t] for t in unique) if unique else 0.0,
+        float(bool(terms) and terms[0] in held),
+        float(bool(terms) and terms[-1] in held),
+        len(held),
+        shared / len(q_grams) if q_grams else 0.0,
+        shared / len(q_grams | t_grams),
+    ]
+
+
+def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) -> None:
+    lexical = open_lexical(search_workspace)
+    texts = catalogue_texts(search_workspace, lexical.item_ids)
+    features = PairFeatures(lexical.index, texts)
+    queries = ["toilet seat white", "cordles drill", "hose", "zzz"]
+    n = lexical.index.n_items
+    rows = np.array([[0, 3, n - 1], [3, -1, 4], [9, 10, 1], [2, -1, -1]], dtype=np.int64)
+    got = features.lexical(queries, rows)
+    assert got.shape == (4, 3, 9)
+    assert len(FEATURES) == 2 + got.shape[2]
+    for i, q in enumerate(queries):
+        for c, r in enumerate(rows[i]):
+            if r < 0:
+                assert np.isnan(got[i, c]).all()
+            else:
+                want = _reference(features, texts, q, int(r))
+                np.testing.assert_allclose(got[i, c], want, rtol=1e-5)
+    # "cordles" is corrected to "cordless": the drill kit (row 0, D1) holds both terms.
+    assert lexical.item_ids[0] == "D1"
+    d1 = features.lexical(["cordles drill"], np.array([[0]]))
+    assert d1[0, 0, 1] == 2
+    with pytest.raises(ValueError, match="item texts"):
+        PairFeatures(lexical.index, texts[:-1])
+
+
+def test_training_stores_versioned_trees_with_lineage_and_importances(
+    search_workspace: Workspace,
+) -> None:
+    out = train_ltr(search_workspace, TINY, None, SPLIT)
+    assert (out["asset"], out["version"], out["base"]) == (LTR_ASSET, 1, "bm25")
+    assert (out["train_queries"], out["validation_queries"]) == (4, 3)
+    # q5-q8 judge 6 items, all in their BM25 pools; a pool holds what matches a term.
+    assert out["judged_in_pools"] == 6
+    assert 1 <= out["trees"] <= TINY.trees
+    with Warehouse(search_workspace, read_only=True) as wh:
+        v = wh.version(LTR_ASSET)
+        assert v.params["split"] == {"seed": 0, "validation_fraction": 0.25, "test_fraction": 0.25}
+        assert v.params["features"] == list(FEATURES)
+        assert v.params["fusion"] is None
+        rows = wh.con.sql(f"SELECT feature, gain, splits FROM {LTR_ASSET}").fetchall()
+        assert [r[0] for r in rows] == list(FEATURES)
+        assert sum(r[2] for r in rows) > 0  # the trees split on something
+        names = {p.name for p in wh.files(LTR_ASSET, v.version, "artifact")}
+        assert names == {"model.txt"}
+        graph = lineage_graph(wh, LTR_ASSET)
+    edges = {(e["from"], e["relation"]) for e in graph["edges"]}
+    assert {("asset:queries@v1", "trained_on"), ("asset:judgments@v1", "trained_on")} <= edges
+    assert ("asset:search_index@v1", "candidates_from") in edges
+    again = train_ltr(search_workspace, TINY, None, SPLIT)
+    assert again["version"] == 2
+
+
+def _word(prefix: str, i: int) -> str:
+    return prefix + chr(ord("a") + i % 26) + chr(ord("a") + i // 26)
+
+
+def _trap_catalogue(ws: Workspace, root: Path, groups: int = 30) -> None:
+    """Queries `<rare word> <product noun>` whose relevant item holds only the noun, while
+    a decoy holds the rare word twice: BM25 (the rare word weighs more) puts the decoy
+    first; a shopper's last word names the product, which the trees can learn."""
+    items: list[tuple[object, ...]] = []
+    queries: list[tuple[object, ...]] = []
+    judgments: list[tuple[object, ...]] = []
+    for g in range(groups):
+        adj, noun = _word("zork", g), _word("gadget", g)
+        items += [(f"R{g}", f"{noun} deluxe"), (f"D{g}", f"{adj} {adj} sample")]
+        items += [(f"A{g}{k}", f"{noun} {part}") for k, part in enumerate(("case", "strap"))]
+        queries.append((f"q{g}", f"{adj} {noun}"))
+        judgments += [(f"q{g}", f"R{g}", 3.0), (f"q{g}", f"D{g}", 1.0)]
+    root.mkdir(parents=True)
+    tables: dict[str, tuple[tuple[str, ...], list[tuple[object, ...]]]] = {
+        "items": (("item_id", "title"), items),
+        "queries": (("query_id", "query"), queries),
+        "judgments": (("query_id", "item_id", "relevance"), judgments),
+    }
+    for kind, (header, rows) in tables.items():
+        path = root / f"{kind}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([header, *rows])
+        ingest(ws, IngestRequest(path, "generic", kind))  # type: ignore[arg-type]
+
+
+def test_the_trees_learn_what_bm25_gets_wrong_on_held_out_queries(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    _trap_catalogue(workspace, tmp_path / "trap")
+    out = train_ltr(workspace, TINY.model_copy(update={"trees": 50}))
+    assert out["validation_ndcg"] > out["validation_ndcg_base"]
+    report = evaluate_search(workspace, ["bm25", "ltr"])
+    by = {m["model"]: m["full"]["nDCG@10"] for m in report["models"]}
+    assert report["data"]["evaluated_queries"] > 0
+    assert by["bm25"] < 0.7  # the decoy first: R at rank 2 or lower
+    assert by["bm25+ltr"] == pytest.approx(1.0)  # R first on every test query
+    model = open_ltr(workspace, open_lexical(workspace))
+    enc = model.encode(["zorkaa gadgetaa"])
+    rows = np.array([[model.item_ids.index("R0"), model.item_ids.index("D0")]])
+    bm25 = model.base.score(enc[1], rows)
+    assert bm25[0, 0] < bm25[0, 1]
+    assert model.score(enc, rows)[0, 0] > model.score(enc, rows)[0, 1]
+
+
+def test_the_stage_reorders_the_head_keeps_the_tail_and_the_filters(
+    search_workspace: Workspace,
+) -> None:
+    train_ltr(search_workspace, TINY, None, SPLIT)
+    lexical = open_lexical(search_workspace)
+    stored = open_ltr(search_workspace, lexical)
+    stage = LtrRetriever(lexical, stored.booster, stored.features, depth=2)
+    enc = stage.encode(["toilet seat"])
+    got = stage.retrieve(enc, 3)
+    base = lexical.retrieve(lexical.encode(["toilet seat"]), 3)
+    assert set(got.rows[0, :2]) == set(base.rows[0, :2])  # the head is the base's top 2
+    assert got.rows[0, 2] == base.rows[0, 2]  # the tail keeps the base order
+    assert list(got.scores[0]) == sorted(got.scores[0], reverse=True)
+    mask = np.array([i == "T2" for i in lexical.item_ids])
+    only = stage.retrieve(enc, 3, mask)
+    assert [lexical.item_ids[r] for r in only.rows[0] if r >= 0] == ["T2"]
+    scored = stage.score(enc, np.array([[0, -1]]))
+    assert np.isfinite(scored[0, 0])
+    assert scored[0, 1] == -np.inf
+    # A pair scores the same whatever the other candidates are.
+    alone = stage.score(enc, got.rows[:, :1])
+    assert alone[0, 0] == pytest.approx(stage.score(enc, got.rows[:, :2])[0, 0])
+
+
+def test_a_time_budget_stops_boosting(search_workspace: Workspace) -> None:
+    out = train_ltr(search_workspace, TINY.model_copy(update={"early_stopping": 50}), 1e-6, SPLIT)
+    assert out["trees"] == 1
+
+
+def test_auto_search_and_evaluation_use_the_trained_trees(search_workspace: Workspace) -> None:
+    out = train_ltr(search_workspace, TINY, None, SPLIT)
+    helped = out["validation_ndcg"] > out["validation_ndcg_base"]
+    assert Searcher.open(search_workspace).name == ("bm25+ltr" if helped else "bm25")
+    forced = Searcher.open(search_workspace, "ltr")
+    assert forced.name == "bm25+ltr"
+    hits = forced.search(["toilet seat"], k=3)[0]
+    assert {h["item_id"] for h in hits} == {"T1", "T2", "T3"}
+    report = evaluate_search(search_workspace, ["bm25", "ltr"], SPLIT)
+    by = {m["model"]: m for m in report["models"]}
+    assert set(by) == {"bm25", "bm25+ltr"}
+    assert 0 <= by["bm25+ltr"]["full"]["nDCG@10"] <= 1
+    with pytest.raises(ConfigError, match="its own training queries"):
+        evaluate_search(search_workspace, ["ltr"], SPLIT.model_copy(update={"seed": 1}))
+
+
+def test_cli_train_search_ltr_and_use_it(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    for kind, path in write_catalogue(tmp_path / "data").items():
+        assert run(home, "ingest", str(path), "--kind", kind).returncode == 0
+    cfg = tmp_path / "ltr.yaml"
+    cfg.write_text("depth: 10\nmin_pairs_per_leaf: 1\ntrees: 10\n", encoding="utf-8")
+    out = run(home, "train", "search", "--model", "ltr", "--config", str(cfg), "--json")
+    assert out.returncode == 0, out.stderr
+    trained = json.loads(out.stdout)
+    assert (trained["asset"], trained["model"]) == (LTR_ASSET, "lambdamart")
+    human = run(home, "train", "search", "--model", "ltr", "--config", str(cfg))
+    assert human.returncode == 0, human.stderr
+    assert "search_ltr v2" in " ".join(human.stdout.split())
+    hits = json.loads(run(home, "search", "garden hose", "--model", "ltr", "--json").stdout)
+    assert hits[0]["item_id"] == "G1"
+    report = json.loads(run(home, "evaluate", "search", "--model", "ltr", "--json").stdout)
+    assert report["models"][0]["model"] == "bm25+ltr"
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text("grade_levels: 0\n", encoding="utf-8")
+    assert run(home, "train", "search", "--model", "ltr", "--config", str(bad_cfg)).returncode == 2
