@@ -216,3 +216,26 @@ def test_cli_train_search_ltr_and_use_it(tmp_path: Path) -> None:
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("grade_levels: 0\n", encoding="utf-8")
     assert run(home, "train", "search", "--model", "ltr", "--config", str(bad_cfg)).returncode == 2
+
+
+def test_the_service_serves_the_trees_that_beat_their_first_stage(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """`/search` answers with the trees (their version is part of the snapshot key) when
+    they won on validation, in the same order `search --model ltr` gives."""
+    from shopkeeper.serve._snapshot import open_snapshot, snapshot_key
+
+    _trap_catalogue(workspace, tmp_path / "trap")
+    before = snapshot_key(workspace, erased=0)
+    assert before[LTR_ASSET] == 0
+    train_ltr(workspace, TINY.model_copy(update={"trees": 50}))
+    key = snapshot_key(workspace, erased=0)
+    assert key[LTR_ASSET] == 1
+    snap = open_snapshot(workspace, key, threads=1)
+    assert snap.searcher is not None
+    assert snap.searcher.name == "bm25+ltr"
+    expected = Searcher.open(workspace, "ltr")
+    got = snap.searcher.search(["zorkba gadgetba"], k=3)[0]
+    want = expected.search(["zorkba gadgetba"], k=3)[0]
+    assert [h["item_id"] for h in got] == [h["item_id"] for h in want]
+    assert got[0]["item_id"] == "R1"

@@ -141,10 +141,12 @@ def open_ltr(
     lexical: LexicalRetriever,
     version: int | None = None,
     encoder: ItemEncoder | None = None,
+    threads: int | None = None,
 ) -> LtrRetriever:
     """The stored trees (the latest by default) over the first stage they were trained
-    with: hybrid-tuned with the encoder version it recorded, hybrid with its stored fusion
-    (item vectors read with `encoder`; None: the index's own), or BM25.
+    with: hybrid-tuned with the encoder version it recorded (`threads` caps its query
+    encoder's), hybrid with its stored fusion (queries encoded with `encoder`; None: the
+    item index's own), or BM25.
 
     Raises:
         NotFoundError: none has been trained, or a hybrid-trained one without item vectors.
@@ -160,7 +162,8 @@ def open_ltr(
     if params.get("fusion") is not None:
         fusion = FusionConfig.model_validate(params["fusion"])
         if params.get("tuned_encoder"):
-            base = tuned_hybrid(ws, lexical, fusion, version=int(params["tuned_encoder"]))
+            tuned = int(params["tuned_encoder"])
+            base = tuned_hybrid(ws, lexical, fusion, threads=threads, version=tuned)
         else:
             base = HybridRetriever(lexical, open_dense(ws, lexical.item_ids, encoder), fusion)
     booster = lgb.Booster(model_file=str(model_file))

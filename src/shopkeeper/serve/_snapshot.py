@@ -26,6 +26,7 @@ from shopkeeper.ingest import quote_ident
 from shopkeeper.logging import Stopwatch, get_logger
 from shopkeeper.rec._data import Histories, tie_keys
 from shopkeeper.search import SEARCH_INDEX_ASSET
+from shopkeeper.search._ltr import LTR_ASSET
 from shopkeeper.search._tuned_dense import TUNED_ASSET, beats_base
 from shopkeeper.warehouse import Warehouse
 
@@ -40,19 +41,29 @@ if TYPE_CHECKING:
 _log = get_logger(__name__)
 
 SNAPSHOT_DIR = "serving"
-_WATCHED = ("rec_model", "events", "items", INDEX_ASSET, SEARCH_INDEX_ASSET, TUNED_ASSET)
+_WATCHED = (
+    "rec_model",
+    "events",
+    "items",
+    INDEX_ASSET,
+    SEARCH_INDEX_ASSET,
+    TUNED_ASSET,
+    LTR_ASSET,
+)
 
 
 def snapshot_key(ws: Workspace, erased: int) -> dict[str, int]:
     """The versions a snapshot is made of (0: absent), plus the erasure count.
 
-    A fine-tuned search encoder counts only when it beat the pre-trained one (else it is
-    not served).
+    A fine-tuned search encoder counts only when it beat the pre-trained one, and the
+    learning-to-rank trees only when they beat their first stage (else they are not
+    served).
     """
     with Warehouse(ws, read_only=True) as wh:
         latest = {v.asset: v.version for v in wh.latest_versions()}
-        if latest.get(TUNED_ASSET) and not beats_base(wh.version(TUNED_ASSET).params):
-            del latest[TUNED_ASSET]
+        for asset in (TUNED_ASSET, LTR_ASSET):
+            if latest.get(asset) and not beats_base(wh.version(asset).params):
+                del latest[asset]
     key = {a: latest.get(a, 0) for a in _WATCHED}
     key["erased"] = erased
     return key
@@ -153,7 +164,7 @@ def open_snapshot(ws: Workspace, key: dict[str, int], threads: int | None = None
         snap.ann = _load_ann(ws)
     if key[SEARCH_INDEX_ASSET]:
         snap.searcher, snap.lexical = _load_searcher(
-            ws, bool(key[INDEX_ASSET]), key.get(TUNED_ASSET, 0), threads
+            ws, bool(key[INDEX_ASSET]), key.get(TUNED_ASSET, 0), threads, key.get(LTR_ASSET, 0)
         )
     snap.built_s = timer.seconds
     _log.info("snapshot open", snapshot=snap.id, seconds=round(snap.built_s, 3), **key)
@@ -178,22 +189,31 @@ def _load_ann(ws: Workspace) -> AnnIndex:
 
 
 def _load_searcher(
-    ws: Workspace, dense: bool, tuned: int, threads: int | None
+    ws: Workspace, dense: bool, tuned: int, threads: int | None, ltr: int = 0
 ) -> tuple[Searcher, Searcher]:
     """The searcher and BM25 alone; never rebuilding.
 
-    The searcher is the best first stage `search` would pick without the learned ranker
-    (the snapshot key holds no ranker version, so no worker loads one): hybrid with the
-    fine-tuned bi-encoder version `tuned` when the key holds one (only one that beat the
-    pre-trained encoder on validation counts), else hybrid when there are item vectors,
-    else BM25.
+    The searcher is the learning-to-rank trees' version `ltr` over their first stage when
+    the key holds one (only trees that beat their first stage on validation count); else
+    the best first stage `search` would pick without a trained reorderer (the snapshot key
+    holds no transformer ranker, so no worker loads one): hybrid with the fine-tuned
+    bi-encoder version `tuned` when the key holds one (only one that beat the pre-trained
+    encoder on validation counts), else hybrid when there are item vectors, else BM25.
     """
     from shopkeeper.search import HybridRetriever, Searcher, load_search_index, open_dense
+    from shopkeeper.search._ltr import open_ltr
     from shopkeeper.search._retrieve import LexicalRetriever
     from shopkeeper.search._tuned_dense import tuned_hybrid
 
     lexical = LexicalRetriever(load_search_index(ws))
     bm25 = Searcher(lexical, workspace=ws)
+    if ltr:
+        try:
+            encoder = _query_encoder(ws, threads) if dense else None
+            trees = open_ltr(ws, lexical, version=ltr, encoder=encoder, threads=threads)
+            return Searcher(trees, workspace=ws), bm25
+        except (NotFoundError, ValueError, OSError) as exc:
+            _log.warning("learning-to-rank search unavailable", error=str(exc))
     if tuned:
         try:
             hybrid = tuned_hybrid(ws, lexical, threads=threads, version=tuned)
