@@ -14,11 +14,16 @@ and the same test queries measure it (int8 as served, and fp32), with the RMSE o
 predicted grade and its single-query latency. `--reuse` keeps a fine-tuned encoder the
 workspace already holds instead of training a new one.
 
+With `--ltr`, `train search --model ltr` fits LambdaMART trees (LightGBM) over pair
+features of the best first stage's top 50 (hybrid-tuned here), and the same test
+queries measure them, with their single-query latency.
+
 Results go to `<out>/search-tuned-results.json` and `.md`. Without `../shared/data` it
 says so and exits 0.
 
     python benchmarks/search_tuned.py --out benchmarks/out --minutes 8
     python benchmarks/search_tuned.py --out benchmarks/out --reuse --ranker-minutes 10
+    python benchmarks/search_tuned.py --out benchmarks/out --reuse --keep-ranker --ltr
 """
 
 from __future__ import annotations
@@ -78,6 +83,15 @@ def markdown(res: dict[str, Any]) -> str:
             f"{r['validation_ndcg']:.4f}, first-stage share {r['blend']}.",
             "",
         ]
+    lt = res.get("ltr")
+    if lt:
+        lines += [
+            f"LambdaMART over {lt['base']}: {lt['trees']} trees in {lt['seconds']:.0f} s from "
+            f"{lt['train_pairs']:,} pairs of {lt['train_queries']:,} train queries; validation "
+            f"nDCG@10 {lt['validation_ndcg_base']:.4f} (first stage) -> "
+            f"{lt['validation_ndcg']:.4f}.",
+            "",
+        ]
     rmse = res["evaluation"].get("rmse", {})
     lines += [
         f"RMSE of the grade predicted as the train mean: {rmse.get('constant_train_mean')}.",
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the ranker's YAML config (default: the full cross-encoder, first 2 layers)",
     )
+    ap.add_argument("--ltr", action="store_true", help="train and measure the LambdaMART trees")
     args = ap.parse_args(argv)
     if not (args.data / SOURCE).is_file():
         print(f"skipped: {args.data / SOURCE} is not present", file=sys.stderr)
@@ -161,10 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         ranker = train_ranker(ws, rcfg, time_budget_s=args.ranker_minutes * 60)
         res["ranker"] = {k: v for k, v in ranker.items() if k != "history"}
         models += ["ranker", "ranker-fp32"]
+    if args.ltr:
+        from shopkeeper.search._train_ltr import train_ltr
+
+        res["ltr"] = train_ltr(ws)
+        models.append("ltr")
     cfg = SearchEvalConfig(max_queries=args.queries)
     res["evaluation"] = evaluate_search(ws, models, cfg)  # type: ignore[arg-type]
     test = judged_test_queries(ws, res["evaluation"]).queries[: args.latency_queries]
-    timed = ["hybrid", "hybrid-tuned"] + (["ranker"] if "ranker" in res else [])
+    timed = ["hybrid", "hybrid-tuned"] + [m for m in ("ranker", "ltr") if m in res]
     res["latency"] = {m: latency(ws, m, test) for m in timed}
     (args.out / "search-tuned-results.json").write_text(json.dumps(res, indent=1, default=str))
     md = markdown(res)
