@@ -21,7 +21,8 @@ from shopkeeper.search._ltr_features import PairFeatures
 from shopkeeper.search._open import open_dense
 from shopkeeper.search._rerank import reranked_head
 from shopkeeper.search._retrieve import LexicalRetriever, Ranked
-from shopkeeper.search._tuned_dense import beats_base, tuned_hybrid
+from shopkeeper.search._trained_asset import has_trained, trained_params
+from shopkeeper.search._tuned_dense import tuned_hybrid
 from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -115,8 +116,7 @@ class LtrRetriever:
 
 def has_ltr(ws: Workspace) -> bool:
     """Whether `train search --model ltr` has stored a model here."""
-    with Warehouse(ws, read_only=True) as wh:
-        return wh.latest(LTR_ASSET) is not None
+    return has_trained(ws, LTR_ASSET)
 
 
 def ltr_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
@@ -125,15 +125,7 @@ def ltr_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
     Raises:
         NotFoundError: none has been trained (or no such version).
     """
-    with Warehouse(ws, read_only=True) as wh:
-        if version is None and wh.latest(LTR_ASSET) is None:
-            raise NotFoundError(_NONE_YET)
-        return dict(wh.version(LTR_ASSET, version).params)
-
-
-def ltr_helps(ws: Workspace) -> bool:
-    """A model is stored and beat its first stage on its validation queries."""
-    return has_ltr(ws) and beats_base(ltr_params(ws))
+    return trained_params(ws, LTR_ASSET, version, _NONE_YET)
 
 
 def open_ltr(

@@ -9,23 +9,20 @@ scale that maps `sigmoid(logit)` back to a relevance grade.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from shopkeeper.errors import NotFoundError
-from shopkeeper.features import EMBEDDINGS_ASSET, INDEX_ASSET
 from shopkeeper.features._text import read_item_texts
-from shopkeeper.search._assets import SEARCH_INDEX_ASSET
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever
 from shopkeeper.search._late_ranker import load_any
 from shopkeeper.search._open import has_dense, open_dense
 from shopkeeper.search._rerank import RerankedRetriever
-from shopkeeper.search._tuned_dense import TUNED_ASSET, tuned_hybrid
-from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
+from shopkeeper.search._trained_asset import commit_trained, has_trained, trained_params
+from shopkeeper.search._tuned_dense import tuned_hybrid
+from shopkeeper.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from shopkeeper.features import ItemEncoder
@@ -73,8 +70,7 @@ class StoredRanker:
 
 def has_ranker(ws: Workspace) -> bool:
     """Whether `train search` has stored a ranker here."""
-    with Warehouse(ws, read_only=True) as wh:
-        return wh.latest(RANKER_ASSET) is not None
+    return has_trained(ws, RANKER_ASSET)
 
 
 def save_ranker(
@@ -86,56 +82,10 @@ def save_ranker(
     judged: Judged,
 ) -> int:
     """Commit the trained ranker as a new `search_ranker` version; its number."""
-    build_id = new_build_id()
-    tmp = ws.tmp_dir / build_id
-    parents = [
-        ("queries", judged.queries_version, "trained_on"),
-        ("judgments", judged.judgments_version, "trained_on"),
-    ]
-    index_version = getattr(getattr(base, "lexical", base), "index", None)
-    if index_version is not None and index_version.version:
-        parents.append((SEARCH_INDEX_ASSET, int(index_version.version), "candidates_from"))
-    dense = getattr(base, "dense", None)
-    with ws.write_lock():
-        try:
-            tmp.mkdir(parents=True, exist_ok=True)
-            artifacts = ce.save(tmp)
-            table = pa.Table.from_pylist(history, schema=_HISTORY_SCHEMA)
-            pq.write_table(table, tmp / HISTORY_FILE)
-            with Warehouse(ws, read_only=True) as wh:
-                if dense is not None and params.get("tuned_encoder"):
-                    parents.append((TUNED_ASSET, int(params["tuned_encoder"]), "candidates_from"))
-                elif dense is not None:
-                    emb = wh.version(INDEX_ASSET, dense.ann.version).params["embeddings_version"]
-                    parents.append((EMBEDDINGS_ASSET, int(emb), "candidates_from"))
-                latest = wh.latest(RANKER_ASSET)
-            if latest is not None:
-                parents.append((RANKER_ASSET, latest.version, "previous"))
-            dv = DerivedVersion(
-                asset=RANKER_ASSET,
-                kind="search_ranker",
-                transform="search.train_ranker",
-                params=params,
-                row_count=table.num_rows,
-                schema=[
-                    {
-                        "name": f.name,
-                        "type": str(f.type),
-                        "nullable": True,
-                        "pii": "none",
-                        "doc": _SCHEMA_DOCS[f.name],
-                    }
-                    for f in _HISTORY_SCHEMA
-                ],
-                files=[
-                    ("data", tmp / HISTORY_FILE, table.num_rows),
-                    *(("artifact", p, 1) for p in artifacts),
-                ],
-                parents=parents,
-            )
-            return commit_derived(ws, dv, build_id)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    table = pa.Table.from_pylist(history, schema=_HISTORY_SCHEMA)
+    return commit_trained(
+        ws, RANKER_ASSET, params, table, HISTORY_FILE, _SCHEMA_DOCS, ce.save, base, judged
+    )
 
 
 def stored_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
@@ -144,10 +94,7 @@ def stored_params(ws: Workspace, version: int | None = None) -> dict[str, Any]:
     Raises:
         NotFoundError: no ranker has been trained (or no such version).
     """
-    with Warehouse(ws, read_only=True) as wh:
-        if version is None and wh.latest(RANKER_ASSET) is None:
-            raise NotFoundError("no search ranker yet; run `shopkeeper train search` first")
-        return dict(wh.version(RANKER_ASSET, version).params)
+    return trained_params(ws, RANKER_ASSET, version, _NONE_YET)
 
 
 def load_ranker(
@@ -161,7 +108,7 @@ def load_ranker(
     """
     with Warehouse(ws, read_only=True) as wh:
         if version is None and wh.latest(RANKER_ASSET) is None:
-            raise NotFoundError("no search ranker yet; run `shopkeeper train search` first")
+            raise NotFoundError(_NONE_YET)
         v = wh.version(RANKER_ASSET, version)
         artifacts = wh.files(RANKER_ASSET, v.version, "artifact")
     cfg = v.params["config"]
@@ -218,3 +165,6 @@ def open_reranked(
 def _calibration(line: dict[str, Any] | None) -> tuple[float, float] | None:
     """The stored grade line (None for rankers stored before it was fitted)."""
     return None if line is None else (float(line["a"]), float(line["b"]))
+
+
+_NONE_YET = "no search ranker yet; run `shopkeeper train search` first"

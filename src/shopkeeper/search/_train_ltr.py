@@ -12,19 +12,15 @@ of that first stage alone and reordered (`_ltr.py` serves it).
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from shopkeeper.errors import ConfigError
-from shopkeeper.features import EMBEDDINGS_ASSET, INDEX_ASSET
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.logging import Stopwatch, get_logger, progress
-from shopkeeper.search._assets import SEARCH_INDEX_ASSET
 from shopkeeper.search._data import load_judged, split_queries
 from shopkeeper.search._evaluate import SearchEvalConfig, sample_judged
 from shopkeeper.search._fusion import HybridRetriever
@@ -34,10 +30,11 @@ from shopkeeper.search._metrics import ndcg_at_k
 from shopkeeper.search._qrels import Qrels
 from shopkeeper.search._retrieve import LexicalRetriever
 from shopkeeper.search._train_ranker import _tuned_version, catalogue_texts, open_base
-from shopkeeper.search._tuned_dense import TUNED_ASSET
-from shopkeeper.warehouse import DerivedVersion, Warehouse, commit_derived, new_build_id
+from shopkeeper.search._trained_asset import commit_trained
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy.typing as npt
 
     from shopkeeper.search._data import Judged
@@ -256,62 +253,19 @@ def _save(
     ws: Workspace, booster: Any, params: dict[str, Any], base: Retriever, judged: Judged
 ) -> int:
     """Commit the trees as a new `search_ltr` version; its number."""
-    build_id = new_build_id()
-    tmp = ws.tmp_dir / build_id
-    gains = booster.feature_importance(importance_type="gain")
-    splits = booster.feature_importance(importance_type="split")
     table = pa.table(
         {
             "feature": list(FEATURES),
-            "gain": [float(g) for g in gains],
-            "splits": [int(s) for s in splits],
+            "gain": [float(g) for g in booster.feature_importance(importance_type="gain")],
+            "splits": [int(s) for s in booster.feature_importance(importance_type="split")],
         },
         schema=_IMPORTANCE_SCHEMA,
     )
-    parents = [
-        ("queries", judged.queries_version, "trained_on"),
-        ("judgments", judged.judgments_version, "trained_on"),
-    ]
-    lexical = base if isinstance(base, LexicalRetriever) else getattr(base, "lexical", None)
-    if lexical is not None and lexical.index.version:
-        parents.append((SEARCH_INDEX_ASSET, int(lexical.index.version), "candidates_from"))
-    dense = getattr(base, "dense", None)
-    with ws.write_lock():
-        try:
-            tmp.mkdir(parents=True, exist_ok=True)
-            booster.save_model(str(tmp / MODEL_FILE))
-            pq.write_table(table, tmp / IMPORTANCE_FILE)
-            with Warehouse(ws, read_only=True) as wh:
-                if dense is not None and params.get("tuned_encoder"):
-                    parents.append((TUNED_ASSET, int(params["tuned_encoder"]), "candidates_from"))
-                elif dense is not None:
-                    emb = wh.version(INDEX_ASSET, dense.ann.version).params["embeddings_version"]
-                    parents.append((EMBEDDINGS_ASSET, int(emb), "candidates_from"))
-                latest = wh.latest(LTR_ASSET)
-            if latest is not None:
-                parents.append((LTR_ASSET, latest.version, "previous"))
-            dv = DerivedVersion(
-                asset=LTR_ASSET,
-                kind="search_ltr",
-                transform="search.train_ltr",
-                params=params,
-                row_count=table.num_rows,
-                schema=[
-                    {
-                        "name": f.name,
-                        "type": str(f.type),
-                        "nullable": True,
-                        "pii": "none",
-                        "doc": _SCHEMA_DOCS[f.name],
-                    }
-                    for f in _IMPORTANCE_SCHEMA
-                ],
-                files=[
-                    ("data", tmp / IMPORTANCE_FILE, table.num_rows),
-                    ("artifact", tmp / MODEL_FILE, 1),
-                ],
-                parents=parents,
-            )
-            return commit_derived(ws, dv, build_id)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def write_model(folder: Path) -> list[Path]:
+        booster.save_model(str(folder / MODEL_FILE))
+        return [folder / MODEL_FILE]
+
+    return commit_trained(
+        ws, LTR_ASSET, params, table, IMPORTANCE_FILE, _SCHEMA_DOCS, write_model, base, judged
+    )
