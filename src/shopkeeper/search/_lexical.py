@@ -119,8 +119,11 @@ class LexicalIndex:
 
     def encode(self, queries: Sequence[str], spelling: bool = True) -> Any:
         """The (queries, terms) binary CSR matrix of the queries' known terms."""
+        return self.encode_ids([sorted(set(t)) for t in self.query_term_ids(queries, spelling)])
+
+    def encode_ids(self, ids: Sequence[Sequence[int]]) -> Any:
+        """A (len(ids), terms) CSR matrix with a 1 at each row's term ids (no repeats)."""
         sparse = require_ml("scipy.sparse")
-        ids = [sorted(set(t)) for t in self.query_term_ids(queries, spelling=spelling)]
         indptr = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum([len(i) for i in ids], out=indptr[1:])
         indices = np.fromiter((t for i in ids for t in i), dtype=np.int64, count=int(indptr[-1]))

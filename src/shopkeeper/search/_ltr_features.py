@@ -75,7 +75,6 @@ class PairFeatures:
     ) -> npt.NDArray[np.float32]:
         """(queries, candidates, 9) the text features (`query_terms` … `char3_jaccard`)
         of each query with its candidate rows; NaN where the row is -1."""
-        sparse = require_ml("scipy.sparse")
         n, d = rows.shape
         out = np.full((n, d, 9), np.nan, dtype=np.float32)
         valid = rows >= 0
@@ -84,12 +83,11 @@ class PairFeatures:
         pair_q = np.nonzero(valid)[0]
         pair_row = rows[valid]
         term_ids = self.index.query_term_ids(queries, spelling=spelling)
-        n_terms = len(self.index.vocab)
         unique = [sorted(set(t)) for t in term_ids]
-        q_terms = _rows_matrix(sparse, unique, n_terms)
+        q_terms = self.index.encode_ids(unique)
         q_idf = q_terms.multiply(self._idf[None, :]).tocsr()
-        first = _rows_matrix(sparse, [t[:1] for t in term_ids], n_terms)
-        last = _rows_matrix(sparse, [t[-1:] for t in term_ids], n_terms)
+        first = self.index.encode_ids([t[:1] for t in term_ids])
+        last = self.index.encode_ids([t[-1:] for t in term_ids])
         held = self._item_terms[pair_row]
         q_count = np.array([len(u) for u in unique], dtype=np.float32)
         idf_total = np.asarray(q_idf.sum(axis=1)).ravel()
@@ -127,15 +125,6 @@ def _gram_hasher() -> Any:
         binary=True,
         dtype=np.float32,
     )
-
-
-def _rows_matrix(sparse: Any, ids: list[list[int]], width: int) -> Any:
-    """A (len(ids), width) CSR matrix with a 1 at each row's listed columns."""
-    indptr = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum([len(i) for i in ids], out=indptr[1:])
-    indices = np.fromiter((t for i in ids for t in i), dtype=np.int64, count=int(indptr[-1]))
-    data = np.ones(len(indices), dtype=np.float32)
-    return sparse.csr_matrix((data, indices, indptr), shape=(len(ids), width))
 
 
 def _pair_dot(queries: Any, items: Any, pair_q: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
