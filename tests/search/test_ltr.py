@@ -67,6 +67,12 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
             else:
                 want = _reference(features, texts, q, int(r))
                 np.testing.assert_allclose(got[i, c], want, rtol=1e-5)
+    # BM25 summed over each pair's terms is the score of ranking the whole catalogue.
+    bm25 = features.bm25(lexical.encode(queries), rows)
+    full = lexical.score(lexical.encode(queries), rows)
+    np.testing.assert_allclose(bm25[rows >= 0], full[rows >= 0], rtol=1e-5)
+    assert np.isnan(bm25[rows < 0]).all()
+    assert (bm25[rows >= 0] > 0).any()
     # "cordles" is corrected to "cordless": the drill kit (row 0, D1) holds both terms.
     assert lexical.item_ids[0] == "D1"
     d1 = features.lexical(["cordles drill"], np.array([[0]]))

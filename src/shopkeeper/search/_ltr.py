@@ -76,16 +76,14 @@ class LtrRetriever:
         (NaN where the row is -1; `dense` is NaN throughout over a BM25 base)."""
         queries, base_enc = encoded
         if isinstance(self.base, HybridRetriever):
-            bm25, dense = self.base.both_scores(base_enc, rows)
+            lexical_enc = base_enc[0]
+            dense = np.where(rows >= 0, self.base.dense.score(base_enc[1], rows), np.nan)
         else:
-            bm25 = self.base.score(base_enc, rows)
+            lexical_enc = base_enc
             dense = np.full(rows.shape, np.nan, dtype=np.float32)
-        valid = rows >= 0
-        first = np.stack(
-            [np.where(valid, bm25, np.nan), np.where(valid, dense, np.nan)], axis=2
-        ).astype(np.float32)
+        bm25 = self.features.bm25(lexical_enc, rows)
         text = self.features.lexical(queries, rows, spelling=self._lexical.spelling)
-        return np.concatenate([first, text], axis=2)
+        return np.concatenate([np.stack([bm25, dense], axis=2), text], axis=2, dtype=np.float32)
 
     def score(
         self, encoded: tuple[list[str], Any], rows: npt.NDArray[np.int64]

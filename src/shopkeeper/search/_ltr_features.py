@@ -58,17 +58,29 @@ class PairFeatures:
         if len(texts) != index.n_items:
             raise ValueError(f"{len(texts)} item texts for {index.n_items} catalogue rows")
         self.index = index
-        holds = index.weights.copy()
+        self._item_weights = index.weights.T.tocsr()
+        """(items, terms) each item's BM25 weight of each term."""
+        holds = self._item_weights.copy()
         holds.data = (holds.data != 0).astype(np.float32)
         holds.eliminate_zeros()
-        self._item_terms = holds.T.tocsr()
+        self._item_terms = holds
         """(items, terms) 1 where the item's indexed fields hold the term."""
-        df = np.maximum(np.diff(holds.indptr), 1).astype(np.float64)
+        df = np.maximum(np.bincount(holds.indices, minlength=len(index.vocab)), 1)
         self._idf = np.log((index.n_items + 1) / df).astype(np.float32)
         self._n_terms = np.diff(self._item_terms.indptr).astype(np.float32)
         self._hasher = _gram_hasher()
         self._grams = self._hasher.transform(list(texts)).tocsr()
         self._n_grams = np.diff(self._grams.indptr).astype(np.float32)
+
+    def bm25(self, encoded: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """(queries, candidates) BM25 of each query (`LexicalIndex.encode`'s matrix) with
+        its candidate rows, summed over the pairs' terms only; NaN where the row is -1."""
+        out = np.full(rows.shape, np.nan, dtype=np.float32)
+        valid = rows >= 0
+        if valid.any():
+            pair_q = np.nonzero(valid)[0]
+            out[valid] = _pair_dot(encoded, self._item_weights[rows[valid]], pair_q)
+        return out
 
     def lexical(
         self, queries: Sequence[str], rows: npt.NDArray[np.int64], spelling: bool = True
