@@ -147,6 +147,7 @@ def open_ltr(
             raise NotFoundError(_NONE_YET)
         v = wh.version(LTR_ASSET, version)
         model_file = next(p for p in wh.files(LTR_ASSET, v.version, "artifact"))
+        texts = read_item_texts(wh, lexical.item_ids)
     params = v.params
     base: LexicalRetriever | HybridRetriever = lexical
     if params.get("fusion") is not None:
@@ -157,8 +158,6 @@ def open_ltr(
         else:
             base = HybridRetriever(lexical, open_dense(ws, lexical.item_ids, encoder), fusion)
     booster = lgb.Booster(model_file=str(model_file))
-    with Warehouse(ws, read_only=True) as wh:
-        texts = read_item_texts(wh, lexical.item_ids)
     features = PairFeatures(lexical.index, texts)
     return LtrRetriever(base, booster, features, int(params["config"]["depth"]))
 

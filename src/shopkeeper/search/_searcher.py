@@ -388,18 +388,16 @@ class Searcher:
 def _best_trained(ws: Workspace, dense_ok: bool) -> SearchModel | None:
     """`ltr` or `ranker`: of those stored whose first stage can be opened and that beat it
     on validation, the one with the higher validation nDCG@10 (None: neither)."""
-    found: list[tuple[float, SearchModel]] = []
-    for name, stored, params in (
-        ("ltr", has_ltr, ltr_params),
-        ("ranker", has_ranker, stored_params),
-    ):
-        if not stored(ws):
-            continue
-        p = params(ws)
-        if p.get("fusion") is not None and not p.get("tuned_encoder") and not dense_ok:
-            continue
-        if beats_base(p):
-            found.append((float(p["validation_ndcg"]), name))  # type: ignore[arg-type]
+    trained: dict[SearchModel, dict[str, Any]] = {}
+    if has_ltr(ws):
+        trained["ltr"] = ltr_params(ws)
+    if has_ranker(ws):
+        trained["ranker"] = stored_params(ws)
+    found = [
+        (float(p["validation_ndcg"]), name)
+        for name, p in trained.items()
+        if beats_base(p) and (dense_ok or p.get("fusion") is None or p.get("tuned_encoder"))
+    ]
     return max(found)[1] if found else None
 
 

@@ -208,7 +208,6 @@ def _fit(
 ) -> Any:
     x, y, group = train.dataset(levels, span)
     vx, vy, vgroup = val.dataset(levels, span)
-    keep = [g > 0 for g in group]
     params = {
         "objective": "lambdarank",
         "metric": "ndcg",
@@ -226,7 +225,7 @@ def _fit(
         "deterministic": True,
         "verbosity": -1,
     }
-    data = lgb.Dataset(x, y, group=[g for g, k in zip(group, keep, strict=True) if k])
+    data = lgb.Dataset(x, y, group=[g for g in group if g > 0])
     vdata = lgb.Dataset(vx, vy, group=[g for g in vgroup if g > 0], reference=data)
     callbacks = [lgb.early_stopping(cfg.early_stopping, verbose=False)]
     if time_budget_s is not None:
