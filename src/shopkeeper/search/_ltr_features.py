@@ -5,10 +5,10 @@ so a pair scores the same in a top-k search and in the rerank protocol (a fused 
 normalized over the candidates, so it is not one): BM25 and the dense cosine; how many
 of the query's analyzed terms the item's indexed fields hold (plain, and weighted by the
 terms' inverse document frequency); whether the query's first and last terms are among
-them (the last word of a shopper's query is usually the product type); and the overlap
-of the character trigrams of the query and the item text (it catches the plurals,
-compounds and typos the term match misses). All are sparse products over whole batches
-of pairs: no Python loop over pairs.
+them; and the overlap of the character trigrams of the query and the item text (it
+catches the plurals, compounds and typos the term match misses). Except the dense cosine
+(the retriever's), all are sparse products over whole batches of pairs: no Python loop
+over pairs.
 """
 
 from __future__ import annotations
