@@ -60,6 +60,12 @@ def test_transpiled_functions():
         to_spark_sql("SELECT regexp_replace(x, 'a', 'b')")  # first match only: no Spark twin
 
 
+def test_materialized_cte_is_plain_on_spark():
+    sql = to_spark_sql("WITH r AS MATERIALIZED (SELECT 1 AS a) SELECT a FROM r")
+    assert "MATERIALIZED" not in sql.upper()
+    assert sql.startswith("WITH r AS (SELECT 1 AS a)")
+
+
 def test_unknown_engine_is_a_config_error(tmp_path):
     src = tmp_path / "e.csv"
     src.write_text("user_id,item_id,event_type,ts\n1,2,view,2024-01-01\n")

@@ -12,7 +12,8 @@ engines name or mean things differently, then generated as Spark SQL:
 * `timezone(tz, naive)` is `to_utc_timestamp`, `epoch` keeps microseconds,
   `isfinite` is spelled out, `strlen` (bytes) is `octet_length`, `try_strptime`
   formats become Java patterns, and
-  `json_object` is `to_json(named_struct(...))` keeping null fields;
+  `json_object` is `to_json(named_struct(...))` keeping null fields; a `MATERIALIZED`
+  CTE is a plain one (Spark plans each use itself);
 * `nfkc` is a vectorized UDF (Arrow batches, `pyarrow.compute.utf8_normalize`), the
   same function DuckDB registers.
 
@@ -206,6 +207,9 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
             expression=exp.Literal.string(pattern),
             replacement=exp.Literal.string(""),
         )
+    if isinstance(node, exp.CTE) and node.args.get("materialized"):
+        node.set("materialized", None)  # Spark plans each use of a CTE itself
+        return node
     if isinstance(node, exp.TimeToUnix):
         micros = exp.cast(_fn("UNIX_MICROS", node.this), exp.DataType.Type.DOUBLE)
         return exp.Div(this=micros, expression=exp.Literal.number("1e6"))
