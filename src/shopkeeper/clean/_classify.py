@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from shopkeeper.clean._pii import Pseudonymizer
 
+_PSEUDO_KEY = '"_pseudo_user"'
+"""The mapped `user_id` expression when ids are pseudonymized: a dense integer key."""
 _PRICE_GROUP = {"events": "item_id", "items": "category_path"}
 _TS_COLUMN = {"events": "ts", "reviews": "ts", "items": "updated_at", "users": "created_at"}
 
@@ -200,7 +202,9 @@ def build_mapped_sql(
 
     Work that does not depend on the asset is shared through tables named after the
     stage: exact-duplicate row ordinals (`<stage>_dup`), computed once per file.
-    Pseudonyms are computed once per distinct raw id (`<table>_pmap`) and joined.
+    Pseudonyms are computed once per distinct raw id (`<table>_pmap`) and joined; the
+    mapped table holds each pseudonym's dense integer key (`_u`) in `user_id`, not the
+    32-character text (`classify` puts the text back in its view).
     """
     stage = plan.stage
     layered, layer = _layered_sources(plan)
@@ -225,13 +229,16 @@ def build_mapped_sql(
     if user is not None and "user_id" in sqls:
         # Keyed on the raw text, so each row pays one hash lookup; norm_id runs per distinct id.
         key = f"CAST({user.raw_sql} AS VARCHAR)"
+        # Raw ids that normalize alike ("17850", "17850.0") share a pseudonym and a key.
         stmts.append(
-            f"CREATE TEMP TABLE {table}_pmap AS SELECT _k, {pseudo.sql(norm_id('_k'))} AS _p "
-            f"FROM (SELECT DISTINCT {key} AS _k FROM {stage.table}) WHERE _k IS NOT NULL"
+            f"CREATE TEMP TABLE {table}_pmap AS SELECT _k, _p, CASE WHEN _p IS NOT NULL "
+            f"THEN dense_rank() OVER (ORDER BY _p) END AS _u FROM (SELECT _k, "
+            f"{pseudo.sql(norm_id('_k'))} AS _p FROM (SELECT DISTINCT {key} AS _k "
+            f"FROM {stage.table}) WHERE _k IS NOT NULL)"
         )
         joins += f" LEFT JOIN {table}_pmap _pm ON _pm._k = {key}"
-        layer.append("_pm._p AS _pseudo_user")
-        sqls["user_id"] = ColumnSql('"_pseudo_user"')
+        layer.append(f"_pm._u AS {_PSEUDO_KEY}")
+        sqls["user_id"] = ColumnSql(_PSEUDO_KEY)
     pre = "".join(f', {s.pre} AS "_p_{name}"' for name, s in sqls.items() if s.pre is not None)
     inner: list[str] = ["_ord"]
     for name, s in sqls.items():
@@ -461,11 +468,24 @@ def classify(
             f"WHERE coalesce(_r2, _r3) IS NOT NULL{keep_all}"
         )
     pii = tuple(n for s in sqls.values() for n in s.pii_flags)
+    tables = (mapped, f"{table}_r")
+    users = ""
+    if "user_id" in sqls and sqls["user_id"].expr == _PSEUDO_KEY:
+        # The rules compared integer keys (a third less to store and spill than the
+        # 32-character pseudonyms); the view puts each key's pseudonym back.
+        con.execute(
+            f"CREATE TEMP TABLE {table}_users AS SELECT DISTINCT _u, _p FROM {mapped}_pmap "
+            "WHERE _u IS NOT NULL"
+        )
+        users = f" LEFT JOIN {table}_users _um ON _um._u = m.user_id"
+        tables += (f"{table}_users",)
     cols = []
     for c in columns(plan.kind):
         name = quote_ident(c.name)
         if c.name == "created_at" and extra:
             value = "coalesce(r._first_seen, m.created_at)"
+        elif c.name == "user_id" and users:
+            value = "_um._p"
         elif c.name in present:
             value = f"m.{name}"
         else:
@@ -477,9 +497,9 @@ def classify(
     con.execute(
         f"CREATE TEMP VIEW {table} AS SELECT {', '.join(cols)}, {keep}, "
         f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
-        f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord"
+        f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord{users}"
     )
     con.execute("SET preserve_insertion_order = true")  # later staging relies on rowid order
     for t in (f"{mapped}_pmap", f"{table}_known", f"{table}_pstats", f"{table}_bots"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return CleanedLoad(table, pii, (mapped, f"{table}_r"))
+    return CleanedLoad(table, pii, tables)
