@@ -468,7 +468,7 @@ def classify(
             f"WHERE coalesce(_r2, _r3) IS NOT NULL{keep_all}"
         )
     pii = tuple(n for s in sqls.values() for n in s.pii_flags)
-    tables = (mapped, f"{table}_r")
+    tables: tuple[str, ...] = (mapped, f"{table}_r")
     users = ""
     if "user_id" in sqls and sqls["user_id"].expr == _PSEUDO_KEY:
         # The rules compared integer keys (a third less to store and spill than the
