@@ -5,16 +5,20 @@ from __future__ import annotations
 import re
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shopkeeper.clean import norm_id, norm_text
+from shopkeeper.clean._compat_chars import COMPAT_CLASS, FULLWIDTH_FROM, compat_class
 from shopkeeper.clean._pii import _SQL_TRIM
 from shopkeeper.clean._text import (
     NULL_MARKERS,
     has_replacement_char,
     is_null_or_marker,
+    nfkc_sql,
     norm_event_type,
     null_if_marker,
 )
@@ -119,6 +123,42 @@ def test_norm_text(duckdb_con, raw, expected) -> None:
 def test_nfkc_udf_handles_nulls(duckdb_con) -> None:
     rows = duckdb_con.execute("SELECT nfkc(x) FROM (VALUES ('ﬁ'), (NULL), ('Ａ')) t(x)").fetchall()
     assert rows == [("fi",), (None,), ("A",)]
+
+
+def test_compat_class_is_what_the_normalizer_says() -> None:
+    # Fails when pyarrow's Unicode tables change: regenerate COMPAT_CLASS with compat_class().
+    assert compat_class() == COMPAT_CLASS
+
+
+_COMPAT_PIECES = st.sampled_from(
+    [
+        *FULLWIDTH_FROM[::7],
+        "\u00a0",
+        "\ufb01",
+        "\u2163",
+        "\u00bd",
+        "\u3000",
+        "\u2460",
+        "\uff76\uff9e",
+        "\u0301",
+        "e",
+        "\u00e9",
+        "\u212b",
+        "\u1e9b\u0323",
+        "\U0001d400",
+        " ",
+        "a",
+        "1",
+    ]
+)
+
+
+@_FIXTURE_OK
+@given(text=st.one_of(st.text(max_size=30), st.lists(_COMPAT_PIECES, max_size=10).map("".join)))
+def test_nfkc_sql_is_nfkc(duckdb_con, text) -> None:
+    # The fast path (translate + NFC) and the UDF together give exactly pyarrow's NFKC.
+    expected = pc.utf8_normalize(pa.array([text]), "NFKC")[0].as_py()
+    assert _eval(duckdb_con, nfkc_sql, text) == expected
 
 
 _HTML_FRAGMENTS = st.sampled_from(

@@ -15,7 +15,8 @@ engines name or mean things differently, then generated as Spark SQL:
   `json_object` is `to_json(named_struct(...))` keeping null fields; a `MATERIALIZED`
   CTE is a plain one (Spark plans each use itself);
 * `nfkc` is a vectorized UDF (Arrow batches, `pyarrow.compute.utf8_normalize`), the
-  same function DuckDB registers.
+  same function DuckDB registers; `nfc_normalize`, which the cleaning SQL applies only to
+  text without compatibility characters (`_text.nfkc_sql`), is that UDF too.
 
 `SparkSqlRunner.execute` takes the statements `classify` issues (temp tables, temp
 views, drops, settings) and runs them on a SparkSession; temp tables become
@@ -224,6 +225,9 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
         args = node.expressions
         if name == "timezone" and len(args) == 2:
             return _fn("TO_UTC_TIMESTAMP", args[1], args[0])
+        if name == "nfc_normalize" and len(args) == 1:
+            # Only on text without compatibility characters, where NFKC is NFC.
+            return _fn("nfkc", args[0])
         if name == "strlen" and len(args) == 1:
             return _fn("OCTET_LENGTH", args[0])
         if name == "isfinite" and len(args) == 1:
