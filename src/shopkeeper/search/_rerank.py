@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import expit
 
 from shopkeeper.search._fusion import minmax, rank_candidates
 from shopkeeper.search._retrieve import Ranked
@@ -128,6 +127,8 @@ class RerankedRetriever:
         """
         if self.grades is None:
             raise ValueError("this ranker has no grade scale")
+        from scipy.special import expit  # here: scipy costs every CLI start 0.2 s
+
         lo, hi = self.grades
         p: npt.NDArray[np.float64] = expit(logits.astype(np.float64))
         if self.calibration is None:
