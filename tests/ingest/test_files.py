@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from shopkeeper.errors import IngestError
-from shopkeeper.ingest import detect_encoding, inspect_source, sha256_file
+from shopkeeper.ingest import detect_encoding, hashes_reused, inspect_source, sha256_file
 from shopkeeper.ingest._files import mostly_utf8, readable_path
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
 
@@ -141,6 +141,28 @@ def test_hash_and_size(tmp_path) -> None:
     assert src.sha256 == hashlib.sha256(b"a,b\n1,2\n").hexdigest() == sha256_file(p)
     assert src.size == 8
     assert src.display == str(p)
+
+
+def test_hashes_reused_reads_each_file_once_and_only_inside(tmp_path, monkeypatch) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"a,b\n1,2\n")
+    real = hashlib.sha256
+    made: list[int] = []
+
+    def counting() -> hashlib._Hash:
+        made.append(1)
+        return real()
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    with hashes_reused():
+        assert sha256_file(p) == inspect_source(p).sha256 == real(b"a,b\n1,2\n").hexdigest()
+        assert len(made) == 1
+        p.write_bytes(b"a,b\n1,2,3\n")  # another size: hashed anew
+        assert sha256_file(p) == real(b"a,b\n1,2,3\n").hexdigest()
+    p.write_bytes(b"a,b\n9,9,9\n")  # same size, maybe the same mtime tick
+    assert sha256_file(p) == real(b"a,b\n9,9,9\n").hexdigest()
+    assert sha256_file(p) == real(b"a,b\n9,9,9\n").hexdigest()
+    assert len(made) == 4  # outside the block, every call reads the file
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from shopkeeper.ingest._files import SourceFile, detect_encoding, inspect_source, sha256_file
+from shopkeeper.ingest._files import (
+    SourceFile,
+    detect_encoding,
+    hashes_reused,
+    inspect_source,
+    sha256_file,
+)
 from shopkeeper.ingest._mapping import (
     ColumnSource,
     ColumnSpec,
@@ -31,6 +37,7 @@ __all__ = [
     "adapter_names",
     "detect_encoding",
     "get_adapter",
+    "hashes_reused",
     "inspect_source",
     "quote_ident",
     "resolve_columns",

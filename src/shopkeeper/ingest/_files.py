@@ -13,11 +13,16 @@ import hashlib
 import re
 import shutil
 import zipfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal, cast
 
 from shopkeeper.errors import IngestError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 FileFormat = Literal["csv", "json", "jsonl", "parquet"]
 Compression = Literal["none", "gzip", "zip"]
@@ -67,12 +72,39 @@ class SourceFile:
 
 
 def sha256_file(path: Path) -> str:
-    """Stream a file through SHA-256."""
+    """Stream a file through SHA-256; inside `hashes_reused()`, once per file."""
+    memo = _HASHES.get()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if memo is not None and key in memo:
+        return memo[key]
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
+    if memo is not None:
+        memo[key] = h.hexdigest()
     return h.hexdigest()
+
+
+_HASHES: ContextVar[dict[tuple[str, int, int, int], str] | None] = ContextVar(
+    "shopkeeper_file_hashes", default=None
+)
+
+
+@contextmanager
+def hashes_reused() -> Iterator[None]:
+    """Within the block, a file (same path, size, mtime and inode) is hashed once.
+
+    One ingest needs each file's hash twice, for its fingerprint and for the source's
+    description (0.3-0.5 s per pass over a 330 MB file). The memo lives only as long as
+    the block, so a file rewritten later (even within one mtime tick) is hashed anew.
+    """
+    token = _HASHES.set({})
+    try:
+        yield
+    finally:
+        _HASHES.reset(token)
 
 
 def _open_payload(path: Path, compression: Compression, member: str | None) -> IO[bytes]:

@@ -33,6 +33,7 @@ from shopkeeper.ingest import (
     AssetPlan,
     MappingConfig,
     get_adapter,
+    hashes_reused,
     quote_ident,
     sha256_file,
     sql_literal,
@@ -440,6 +441,17 @@ def ingest(
     if not req.path.exists():
         raise IngestError("no such file or folder", path=str(req.path))
     get_adapter(req.adapter)
+    with hashes_reused():
+        return _ingest(workspace, req, mapping, settings, now)
+
+
+def _ingest(
+    workspace: Workspace,
+    req: IngestRequest,
+    mapping: MappingConfig | None,
+    settings: ShopkeeperSettings,
+    now: datetime | None,
+) -> list[dict[str, Any]]:
     fp = fingerprint(req, mapping)
     with workspace.write_lock():
         with Warehouse(workspace) as wh:
