@@ -82,9 +82,10 @@ def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
+    digest = h.hexdigest()
     if memo is not None:
-        memo[key] = h.hexdigest()
-    return h.hexdigest()
+        memo[key] = digest
+    return digest
 
 
 _HASHES: ContextVar[dict[tuple[str, int, int, int], str] | None] = ContextVar(
