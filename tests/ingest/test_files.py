@@ -13,7 +13,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from shopkeeper.errors import IngestError
-from shopkeeper.ingest import detect_encoding, hashes_reused, inspect_source, sha256_file
+from shopkeeper.ingest import (
+    detect_encoding,
+    hashes_reused,
+    inspect_source,
+    payload_bytes,
+    sha256_file,
+)
 from shopkeeper.ingest._files import mostly_utf8, readable_path
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest
 
@@ -351,3 +357,36 @@ def test_gzipped_parquet_is_decompressed(tmp_path) -> None:
     out, _ = readable_path(src, tmp_path / "tmp")
     assert out.suffix == ".parquet"
     assert out.read_bytes() == b"PAR1 fake"
+
+
+# -- payload_bytes -------------------------------------------------------------------------
+
+
+def test_payload_bytes_sees_through_compression(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = b"user_id,item_id\n" + b"17850,85123A\n" * 20_000  # compresses ~100x
+    plain = tmp_path / "plain" / "e.csv"
+    plain.parent.mkdir()
+    plain.write_bytes(text)
+    gz = tmp_path / "e.csv.gz"
+    gz.write_bytes(gzip.compress(text))
+    zp = tmp_path / "e.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("e.csv", text)
+    pqf = tmp_path / "e.parquet"
+    pq.write_table(pa.table({"s": ["17850,85123A"] * 20_000}), pqf, compression="zstd")
+    assert payload_bytes(plain) == len(text)
+    assert gz.stat().st_size < len(text) // 20
+    assert payload_bytes(gz) == len(text)
+    assert payload_bytes(zp) == len(text)
+    assert payload_bytes(pqf) == 8 * 20_000  # 8 bytes per value at least
+    assert pqf.stat().st_size < 8 * 20_000 // 50
+    assert payload_bytes(plain.parent) == len(text)  # a folder: the sum of its files
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(b"no")  # too short for a trailer: its size
+    assert payload_bytes(broken) == 2
+    fake = tmp_path / "fake.zip"
+    fake.write_bytes(b"not a zip archive")
+    assert payload_bytes(fake) == len(b"not a zip archive")

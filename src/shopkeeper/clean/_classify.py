@@ -265,8 +265,10 @@ def build_mapped_sql(
     # Only what later steps read is stored (the raw text and rule inputs are not).
     keep = ["_ord", *(quote_ident(n) for n in sqls if not n.startswith("_"))]
     keep += [quote_ident(a) for s in sqls.values() for a in s.pii_flags]
+    # A plain table, not TEMP: it goes where the stage is, in the connection's default
+    # database (in memory, or compressed in the load's work file for a large source).
     stmts.append(
-        f"CREATE TEMP TABLE {table} AS SELECT {', '.join(keep)}, _r1, CASE WHEN _r1 IS NOT NULL "
+        f"CREATE TABLE {table} AS SELECT {', '.join(keep)}, _r1, CASE WHEN _r1 IS NOT NULL "
         f"THEN {column} END AS _c1 FROM (SELECT *{flags}, {reason} AS _r1 "
         f"FROM (SELECT {', '.join(inner)} FROM {base}))"
     )

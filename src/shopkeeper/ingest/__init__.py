@@ -7,6 +7,7 @@ from shopkeeper.ingest._files import (
     detect_encoding,
     hashes_reused,
     inspect_source,
+    payload_bytes,
     sha256_file,
 )
 from shopkeeper.ingest._mapping import (
@@ -39,6 +40,7 @@ __all__ = [
     "get_adapter",
     "hashes_reused",
     "inspect_source",
+    "payload_bytes",
     "quote_ident",
     "resolve_columns",
     "sha256_file",

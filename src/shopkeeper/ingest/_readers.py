@@ -2,7 +2,9 @@
 
 Every staged row keeps its position: `rowid` of the stage table is the record's
 ordinal among the accepted records, and `line_sql` turns it into the record's line
-number in the file (header counted, malformed lines skipped over).
+number in the file (header counted, malformed lines skipped over). The stage is a plain
+table of the connection's default database (in memory, or for a large source the load's
+work file: `warehouse._loader.processing_connection`); the small side tables are TEMP.
 """
 
 from __future__ import annotations
@@ -95,8 +97,7 @@ def _stage_csv(
     options = _csv_options(opts, encoding, src.path.name, rejects)
     try:
         con.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT * FROM read_csv({sql_literal(str(path))}, "
-            f"{options})"
+            f"CREATE TABLE {table} AS SELECT * FROM read_csv({sql_literal(str(path))}, {options})"
         )
         sniff = con.execute(
             f"SELECT delimiter, has_header, skip_rows FROM {rejects}_scan LIMIT 1"
@@ -131,7 +132,7 @@ def _stage_jsonl(
     lines = f"{table}_lines"
     try:
         con.execute(
-            f"CREATE TEMP TABLE {lines} AS SELECT column0 AS l FROM read_csv("
+            f"CREATE TABLE {lines} AS SELECT column0 AS l FROM read_csv("
             f"{sql_literal(str(path))}, columns = {{'column0': 'VARCHAR'}}, delim = '\\x01', "
             f"quote = '', escape = '', header = false, skip = 0, "
             f"encoding = {sql_literal(encoding)}, "
@@ -158,7 +159,7 @@ def _stage_jsonl(
     blank = "coalesce(trim(l), '') = ''"  # read_csv gives an empty line as NULL
     numbered = _numbered_lines(con, lines, f"{rejects}_raw")
     con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {extract or 'NULL AS _empty'} FROM "
+        f"CREATE TABLE {table} AS SELECT {extract or 'NULL AS _empty'} FROM "
         f"{numbered} AS _j WHERE {ok} AND NOT {blank} ORDER BY _j.n"  # a key may be `n`
     )
     con.execute(
@@ -216,7 +217,7 @@ def _stage_structured(
     extra = ", file_row_number = true" if src.format == "parquet" else ", format = 'array'"
     try:
         con.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT * FROM {reader}({sql_literal(str(path))}{extra})"
+            f"CREATE TABLE {table} AS SELECT * FROM {reader}({sql_literal(str(path))}{extra})"
         )
         if src.format == "parquet":
             con.execute(f"ALTER TABLE {table} DROP COLUMN file_row_number")
@@ -251,8 +252,7 @@ def _plain_text_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
             parts.append(f"CAST(to_json({q}) AS VARCHAR) AS {q}")
     if parts:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS "
-            f"SELECT * REPLACE ({', '.join(parts)}) FROM {table}"
+            f"CREATE OR REPLACE TABLE {table} AS SELECT * REPLACE ({', '.join(parts)}) FROM {table}"
         )
 
 

@@ -34,6 +34,7 @@ from shopkeeper.ingest import (
     MappingConfig,
     get_adapter,
     hashes_reused,
+    payload_bytes,
     quote_ident,
     sha256_file,
     sql_literal,
@@ -75,9 +76,15 @@ class IngestRequest:
 
 
 def processing_connection(
-    ws: Workspace, settings: ShopkeeperSettings, load_id: str
+    ws: Workspace, settings: ShopkeeperSettings, load_id: str, source_bytes: int = 0
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a memory cap that spills to the workspace's tmp folder."""
+    """A DuckDB with a memory cap that spills to the workspace's tmp folder.
+
+    Its default database, where the staged and cleaned tables go, is in memory, or for
+    a large source (`work_on_disk`) a DuckDB file in the load's tmp folder: there those
+    tables are stored compressed (a 20M-row staged file: 508 MB against 1.9 GB) and
+    read back through the buffer pool, instead of spilling uncompressed under the cap.
+    """
     spill = ws.tmp_dir / load_id / "spill"
     spill.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -95,7 +102,38 @@ def processing_connection(
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
     register_text_functions(con)
+    if work_on_disk(settings.work_on_disk, source_bytes, _memory_limit_bytes(con)):
+        work = ws.tmp_dir / load_id / "work.duckdb"
+        con.execute(f"ATTACH {sql_literal(str(work))} AS work")
+        con.execute("USE work")
     return con
+
+
+_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def _memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's memory limit, read back (DuckDB reports it as e.g. `953.6 MiB`)."""
+    ((text,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    number, unit = str(text).split()
+    return int(float(number) * _UNITS[unit])
+
+
+def work_on_disk(mode: str, source_bytes: int, memory_limit: int) -> bool:
+    """Whether a load keeps its tables in a DuckDB file (see `processing_connection`).
+
+    `auto`: when the source's text is more than half the memory limit. Measured with a
+    1 GB limit (`benchmarks/ingest.py` files): 5M rows (328 MB) ran 1 s faster in memory,
+    10M rows (659 MB) 5 s faster on disk (42 -> 36 s), 20M rows 93 -> 71 s.
+
+    >>> work_on_disk("auto", 600 << 20, 1 << 30), work_on_disk("auto", 300 << 20, 1 << 30)
+    (True, False)
+    >>> work_on_disk("never", 1 << 40, 1 << 30), work_on_disk("always", 0, 1 << 30)
+    (False, True)
+    """
+    if mode == "auto":
+        return source_bytes > memory_limit // 2
+    return mode == "always"
 
 
 def fingerprint(req: IngestRequest, mapping: MappingConfig | None) -> str:
@@ -167,7 +205,7 @@ class _Load:
         latest: dict[str, tuple[int, list[str]]],
         pseudo: Pseudonymizer,
     ) -> list[dict[str, Any]]:
-        con = processing_connection(self.ws, self.settings, self.load_id)
+        con = processing_connection(self.ws, self.settings, self.load_id, payload_bytes(req.path))
         register_sealing(con, self.cipher)
         stack = ExitStack()
         try:
