@@ -106,17 +106,25 @@ def processing_connection(
         work = ws.tmp_dir / load_id / "work.duckdb"
         con.execute(f"ATTACH {sql_literal(str(work))} AS work")
         con.execute("USE work")
+        _log.info("tables on disk", source_mb=round(source_bytes / 1e6), file=str(work))
     return con
 
 
-_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+_UNITS = {"bytes": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40, "PiB": 50, "EiB": 60}
+"""Binary units as DuckDB prints sizes, as powers of two."""
 
 
 def _memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    """The connection's memory limit, read back (DuckDB reports it as e.g. `953.6 MiB`)."""
+    """The connection's memory limit, read back (DuckDB reports it as e.g. `953.6 MiB`).
+
+    A form this does not know counts as no limit (then nothing is put on disk).
+    """
     ((text,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
-    number, unit = str(text).split()
-    return int(float(number) * _UNITS[unit])
+    try:
+        number, unit = str(text).split()
+        return int(float(number) * (1 << _UNITS[unit]))
+    except (ValueError, KeyError):
+        return 1 << 62
 
 
 def work_on_disk(mode: str, source_bytes: int, memory_limit: int) -> bool:
