@@ -130,9 +130,10 @@ def _memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
 def work_on_disk(mode: str, source_bytes: int, memory_limit: int) -> bool:
     """Whether a load keeps its tables in a DuckDB file (see `processing_connection`).
 
-    `auto`: when the source's text is more than half the memory limit. Measured with a
-    1 GB limit (`benchmarks/ingest.py` files): 5M rows (328 MB) ran 1 s faster in memory,
-    10M rows (659 MB) 5 s faster on disk (42 -> 36 s), 20M rows 93 -> 71 s.
+    `auto`: when the source's text is more than half the memory limit. Measured
+    in-process on `benchmarks/ingest.py` files, as text / limit: 5M rows at 0.34 (1 GB)
+    and at 0.45 (768 MB) were 1 and 3 s faster in memory (of 16-18 s), at 0.60 (576 MB)
+    even; 10M at 0.69 5 s faster on disk (42 -> 36 s), 20M at 1.39 93 -> 71-73 s.
 
     >>> work_on_disk("auto", 600 << 20, 1 << 30), work_on_disk("auto", 300 << 20, 1 << 30)
     (True, False)
