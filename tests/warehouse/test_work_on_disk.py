@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pytest
+from structlog.testing import capture_logs
 
 from shopkeeper.config import ShopkeeperSettings
 from shopkeeper.testing import PlantedEvents, SyntheticEventsConfig, generate_events
@@ -58,7 +59,10 @@ def _load(
     if keys is not None:  # the same pseudonym key: the same stored user ids
         shutil.copytree(keys, home / "keys")
     settings = ShopkeeperSettings(work_on_disk=mode)  # type: ignore[arg-type]
-    (result,) = ingest(ws, IngestRequest(planted.path, "generic", "events"), settings)
+    with capture_logs() as logs:
+        (result,) = ingest(ws, IngestRequest(planted.path, "generic", "events"), settings)
+    on_disk = [e for e in logs if e["event"] == "tables on disk"]
+    assert len(on_disk) == (mode == "always")
     assert result["reasons"] == planted.reasons
     assert result["clean_rows"] == planted.clean_rows
     assert result["duplicate_rows"] == planted.duplicate_rows
