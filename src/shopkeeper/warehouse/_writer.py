@@ -73,17 +73,38 @@ def sealed_source_columns(plan: AssetPlan) -> set[str]:
     return out
 
 
-def _reason_counts(
+def _counts(
     con: duckdb.DuckDBPyConnection, plan: AssetPlan, load: CleanedLoad
-) -> dict[str, int]:
-    rows = con.execute(
-        f"SELECT _reason, count(*) FROM {load.classified} WHERE _reason IS NOT NULL "
-        f"GROUP BY 1 UNION ALL SELECT reason, count(*) FROM {plan.stage.rejects} GROUP BY 1"
+) -> tuple[dict[str, int], int, dict[str, int]]:
+    """Rows per reason (the stage's rejects included), clean rows, and PII masks per kind.
+
+    One pass over the classified view, grouped by reason (the NULL group is the clean
+    rows), instead of one per figure: each pass joins the mapped table with the flagged
+    rows again (5M rows: three passes took 0.53 s).
+    """
+    sums = "".join(
+        f", coalesce(sum(CAST({quote_ident(p)} AS INTEGER)), 0)" for p in load.pii_columns
+    )
+    groups = con.execute(
+        f"SELECT _reason, count(*){sums} FROM {load.classified} GROUP BY 1"
     ).fetchall()
-    out: dict[str, int] = {}
-    for code, n in rows:
-        out[code] = out.get(code, 0) + int(n)
-    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+    rejects = con.execute(
+        f"SELECT reason, count(*) FROM {plan.stage.rejects} GROUP BY 1"
+    ).fetchall()
+    reasons: dict[str, int] = {}
+    clean = 0
+    pii = {name.rsplit("_", 1)[-1]: 0 for name in load.pii_columns}
+    for code, n, *masked in groups:
+        if code is None:
+            clean = int(n)
+        else:
+            reasons[code] = reasons.get(code, 0) + int(n)
+        for name, m in zip(load.pii_columns, masked, strict=True):
+            pii[name.rsplit("_", 1)[-1]] += int(m)
+    for code, n in rejects:
+        reasons[code] = reasons.get(code, 0) + int(n)
+    ordered = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ordered, clean, pii
 
 
 def _raw_json(plan: AssetPlan, pseudo: Pseudonymizer) -> str:
@@ -179,19 +200,11 @@ def write_version(
 ) -> WrittenVersion:
     """Write data and quarantine files of `plan`'s new version under `out_dir`."""
     wv = WrittenVersion(plan.asset, plan.kind, version)
-    wv.reasons = _reason_counts(con, plan, load)
+    wv.reasons, n_clean, wv.pii = _counts(con, plan, load)
     dups = sum(n for code, n in wv.reasons.items() if is_duplicate_code(code))
     quarantined = sum(wv.reasons.values()) - dups
     total = plan.stage.rows + plan.stage.rejected
     clean_sql = f"SELECT {_canon_cols(plan.kind)} FROM {load.classified} WHERE _reason IS NULL"
-    if load.pii_columns:
-        sums = ", ".join(
-            f"coalesce(sum(CAST({quote_ident(p)} AS INTEGER)), 0)" for p in load.pii_columns
-        )
-        row = con.execute(f"SELECT {sums} FROM {load.classified}").fetchone() or ()
-        for name, n in zip(load.pii_columns, row, strict=True):
-            kind = name.rsplit("_", 1)[-1]
-            wv.pii[kind] = wv.pii.get(kind, 0) + int(n)
     data = out_dir / "data" / f"part-{version:06d}.parquet"
     prev_abs = [str(workspace_home / p) for p in previous_files]
     if plan.mode == "upsert" and prev_abs:
@@ -213,10 +226,7 @@ def write_version(
         wv.file_rows[str(data)] = _copy(con, merged, data)
         wv.data_files = [data]
     else:
-        n_clean = con.execute(
-            f"SELECT count(*) FROM {load.classified} WHERE _reason IS NULL"
-        ).fetchone()
-        if n_clean and n_clean[0]:
+        if n_clean:
             wv.file_rows[str(data)] = _copy(con, clean_sql, data)
             wv.data_files = [data]
         if plan.mode == "append":
