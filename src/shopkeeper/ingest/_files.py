@@ -123,16 +123,16 @@ def payload_bytes(path: Path) -> int:
     if path.is_dir():
         return sum(payload_bytes(f) for f in path.iterdir() if f.is_file())
     size = path.stat().st_size
-    lower = path.name.lower()
+    compression, name = _compression_of(path.name)
     try:
-        if lower.endswith(".gz") and size >= 4:
+        if compression == "gzip" and size >= 4:
             with path.open("rb") as f:
                 f.seek(-4, 2)
                 return max(size, int.from_bytes(f.read(4), "little"))
-        if lower.endswith(".zip"):
+        if compression == "zip":
             with zipfile.ZipFile(path) as zf:
                 return max(size, sum(i.file_size for i in zf.infolist()))
-        if lower.endswith((".parquet", ".pq")):
+        if _SUFFIX_FORMAT.get(Path(name).suffix.lower()) == "parquet":
             import pyarrow.parquet as pq
 
             meta = pq.read_metadata(path)
@@ -142,6 +142,16 @@ def payload_bytes(path: Path) -> int:
     except (OSError, zipfile.BadZipFile, ValueError):
         pass
     return size
+
+
+def _compression_of(name: str) -> tuple[Compression, str]:
+    """A file name's compression, and the name without its `.gz` (a zip keeps its name)."""
+    lower = name.lower()
+    if lower.endswith(".gz"):
+        return "gzip", name[:-3]
+    if lower.endswith(".zip"):
+        return "zip", name
+    return "none", name
 
 
 def _open_payload(path: Path, compression: Compression, member: str | None) -> IO[bytes]:
@@ -261,16 +271,10 @@ def inspect_source(path: str | Path, encoding: str | None = None) -> SourceFile:
         raise IngestError("no such file", path=str(p))
     if not p.is_file():
         raise IngestError("not a regular file", path=str(p))
-    name = p.name
-    lower = name.lower()
-    compression: Compression = "none"
+    compression, name = _compression_of(p.name)
     member = None
-    if lower.endswith(".gz"):
-        compression, name = "gzip", name[:-3]
-    elif lower.endswith(".zip"):
-        compression = "zip"
-        member = _zip_member(p)
-        name = member
+    if compression == "zip":
+        member = name = _zip_member(p)
     try:
         with _open_payload(p, compression, member) as f:
             head = f.read(_CHUNK)

@@ -91,17 +91,18 @@ def _counts(
     rejects = con.execute(
         f"SELECT reason, count(*) FROM {plan.stage.rejects} GROUP BY 1"
     ).fetchall()
+    kinds = [name.rsplit("_", 1)[-1] for name in load.pii_columns]  # _pii_query_email
     reasons: dict[str, int] = {}
     clean = 0
-    pii = {name.rsplit("_", 1)[-1]: 0 for name in load.pii_columns}
+    pii = dict.fromkeys(kinds, 0)
     for code, n, *masked in groups:
         if code is None:
             clean = int(n)
         else:
-            reasons[code] = reasons.get(code, 0) + int(n)
-        for name, m in zip(load.pii_columns, masked, strict=True):
-            pii[name.rsplit("_", 1)[-1]] += int(m)
-    for code, n in rejects:
+            reasons[code] = int(n)
+        for kind, m in zip(kinds, masked, strict=True):
+            pii[kind] += int(m)
+    for code, n in rejects:  # a code may also come from the rules (invalid_encoding)
         reasons[code] = reasons.get(code, 0) + int(n)
     ordered = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     return ordered, clean, pii
