@@ -4,6 +4,7 @@ the reordering stage, the choice of the default model, evaluation and the comman
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from shopkeeper.errors import ConfigError
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
 from shopkeeper.search._ltr import LTR_ASSET, LtrRetriever, open_ltr
-from shopkeeper.search._ltr_features import FEATURES, PairFeatures, _gram_hasher
+from shopkeeper.search._ltr_features import FEATURES, PairFeatures, _gram_hasher, numbers
 from shopkeeper.search._train_ltr import LtrConfig, train_ltr
 from shopkeeper.search._train_ranker import catalogue_texts
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, lineage_graph
@@ -29,6 +30,11 @@ def _reference(features: PairFeatures, texts: list[str], query: str, row: int) -
     """The text features of one pair, computed the plain way."""
     index = features.index
     terms = index.query_term_ids([query])[0]
+    words = index.query_terms([query])[0]
+    q_pairs = set(itertools.pairwise(words))
+    item_words = index.analyzer.analyze([texts[row]])[0]
+    t_pairs = set(itertools.pairwise(item_words))
+    q_numbers, t_numbers = set(numbers(query)), set(numbers(texts[row]))
     held = set(index.weights[:, row].nonzero()[0].tolist())
     df = np.maximum(np.diff(index.weights.tocsr().indptr), 1)
     idf = np.log((index.n_items + 1) / df)
@@ -47,6 +53,10 @@ def _reference(features: PairFeatures, texts: list[str], query: str, row: int) -
         len(held),
         shared / len(q_grams) if q_grams else 0.0,
         shared / len(q_grams | t_grams),
+        len(q_pairs & t_pairs) / len(q_pairs) if q_pairs else 0.0,
+        len(q_numbers),
+        len(q_numbers & t_numbers) / len(q_numbers) if q_numbers else 0.0,
+        float(bool(q_numbers - t_numbers) and bool(t_numbers)),
     ]
 
 
@@ -54,11 +64,11 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
     lexical = open_lexical(search_workspace)
     texts = catalogue_texts(search_workspace, lexical.item_ids)
     features = PairFeatures(lexical.index, texts)
-    queries = ["toilet seat white", "cordles drill", "hose", "zzz"]
+    queries = ["toilet seat white", "cordles drill", "hose", "zzz", "hammer drill 1-1/2 in 20"]
     n = lexical.index.n_items
-    rows = np.array([[0, 3, n - 1], [3, -1, 4], [9, 10, 1], [2, -1, -1]], dtype=np.int64)
+    rows = np.array([[0, 3, n - 1], [3, -1, 4], [9, 10, 1], [2, -1, -1], [3, 4, 5]], dtype=np.int64)
     got = features.lexical(queries, rows)
-    assert got.shape == (4, 3, 9)
+    assert got.shape == (5, 3, 13)
     assert len(FEATURES) == 2 + got.shape[2]
     for i, q in enumerate(queries):
         for c, r in enumerate(rows[i]):
@@ -77,8 +87,40 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
     assert lexical.item_ids[0] == "D1"
     d1 = features.lexical(["cordles drill"], np.array([[0]]))
     assert d1[0, 0, 1] == 2
+    # Of the query's term pairs (cordless drill, drill 20, 20 1, 1 5) the drill kit holds
+    # the first, the drill bit set (D3) none; "20" is the kit's 20V, and the hammer drill's
+    # 1/2 in. is not the query's 1.5.
+    by_id = {item: i for i, item in enumerate(lexical.item_ids)}
+    pairs = np.array([[by_id["D1"], by_id["D3"], by_id["D2"], by_id["P3"]]])
+    cols = [FEATURES.index(f) - 2 for f in ("bigram_share", "number_share", "number_missing")]
+    x = features.lexical(["cordless drill 20 1.5"], pairs)[0][:, cols]
+    np.testing.assert_allclose(
+        x, [[0.25, 0.5, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    )
     with pytest.raises(ValueError, match="item texts"):
         PairFeatures(lexical.index, texts[:-1])
+
+
+def test_trees_trained_before_a_feature_was_added_still_score(
+    search_workspace: Workspace,
+) -> None:
+    import lightgbm as lgb
+
+    lexical = open_lexical(search_workspace)
+    features = PairFeatures(lexical.index, catalogue_texts(search_workspace, lexical.item_ids))
+    older = FEATURES[:11]
+    rows = np.tile(np.arange(lexical.index.n_items), (2, 1))
+    x = LtrRetriever(lexical, None, features, 10).pair_features(
+        (["toilet seat", "drill 1/2 in"], lexical.encode(["toilet seat", "drill 1/2 in"])), rows
+    )
+    flat = x[:, :, :11].reshape(-1, 11)
+    target = np.nan_to_num(flat[:, 0]) + flat[:, 4]
+    params = {"objective": "regression", "min_data_in_leaf": 1, "verbosity": -1}
+    booster = lgb.train(params, lgb.Dataset(flat, target), 5)
+    model = LtrRetriever(lexical, booster, features, 10, trained_on=older)
+    np.testing.assert_allclose(model.predict(x, rows).ravel(), booster.predict(flat), rtol=1e-6)
+    with pytest.raises(ConfigError, match="retrain"):
+        LtrRetriever(lexical, booster, features, 10, trained_on=[*older, "title_color"])
 
 
 def test_training_stores_versioned_trees_with_lineage_and_importances(

@@ -114,7 +114,10 @@ class LexicalIndex:
 
     def query_term_ids(self, queries: Sequence[str], spelling: bool = True) -> list[list[int]]:
         """Each query's known terms as vocabulary ids, in query order (repeats kept)."""
-        terms = self.query_terms(queries, spelling=spelling)
+        return self.term_ids(self.query_terms(queries, spelling=spelling))
+
+    def term_ids(self, terms: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Each list's known terms as vocabulary ids, in order (repeats kept)."""
         return [[self._term[t] for t in ts if t in self._term] for ts in terms]
 
     def encode(self, queries: Sequence[str], spelling: bool = True) -> Any:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shopkeeper.errors import NotFoundError
+from shopkeeper.errors import ConfigError, NotFoundError
 from shopkeeper.features._encoder import require_ml
 from shopkeeper.features._text import read_item_texts
 from shopkeeper.search._fusion import FusionConfig, HybridRetriever
-from shopkeeper.search._ltr_features import PairFeatures
+from shopkeeper.search._ltr_features import FEATURES, PairFeatures
 from shopkeeper.search._open import open_dense
 from shopkeeper.search._rerank import reranked_head
 from shopkeeper.search._retrieve import LexicalRetriever, Ranked
@@ -44,6 +44,8 @@ class LtrRetriever:
         booster: The trained LightGBM booster.
         features: The catalogue side of the pair features.
         depth: Candidates per query it reorders.
+        trained_on: The features the trees were trained on, in their order (a subset of
+            `FEATURES`: trees trained before a feature was added keep working).
     """
 
     def __init__(
@@ -52,7 +54,15 @@ class LtrRetriever:
         booster: Any,
         features: PairFeatures,
         depth: int = 50,
+        trained_on: Sequence[str] = FEATURES,
     ) -> None:
+        unknown = sorted(set(trained_on) - set(FEATURES))
+        if unknown:
+            raise ConfigError(
+                "the ranking trees use features this version does not compute"
+                f" ({', '.join(unknown)}); retrain them: `shopkeeper train search --model ltr`"
+            )
+        self._columns = [FEATURES.index(f) for f in trained_on]
         self.base = base
         self.booster = booster
         self.features = features
@@ -95,10 +105,11 @@ class LtrRetriever:
         self, x: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
         """The trees' scores of described pairs (-inf where the row is -1)."""
-        n, d, f = x.shape
+        n, d, _ = x.shape
         if n * d == 0:
             return np.zeros((n, d), dtype=np.float32)
-        s = np.asarray(self.booster.predict(x.reshape(n * d, f)), dtype=np.float32)
+        used = x[:, :, self._columns].reshape(n * d, len(self._columns))
+        s = np.asarray(self.booster.predict(used), dtype=np.float32)
         return np.where(rows >= 0, s.reshape(n, d), -np.inf).astype(np.float32)
 
     def retrieve(
@@ -159,7 +170,8 @@ def open_ltr(
             base = HybridRetriever(lexical, open_dense(ws, lexical.item_ids, encoder), fusion)
     booster = lgb.Booster(model_file=str(model_file))
     features = PairFeatures(lexical.index, texts)
-    return LtrRetriever(base, booster, features, int(params["config"]["depth"]))
+    depth = int(params["config"]["depth"])
+    return LtrRetriever(base, booster, features, depth, params.get("features", FEATURES))
 
 
 _NONE_YET = "no learning-to-rank model yet; run `shopkeeper train search --model ltr` first"

@@ -5,14 +5,20 @@ so a pair scores the same in a top-k search and in the rerank protocol (a fused 
 normalized over the candidates, so it is not one): BM25 and the dense cosine; how many
 of the query's analyzed terms the item's indexed fields hold (plain, and weighted by the
 terms' inverse document frequency); whether the query's first and last terms are among
-them; and the overlap of the character trigrams of the query and the item text (it
-catches the plurals, compounds and typos the term match misses). Except the dense cosine
-(the retriever's), all are sparse products over whole batches of pairs: no Python loop
-over pairs.
+them; the overlap of the character trigrams of the query and the item text (it
+catches the plurals, compounds and typos the term match misses); the share of the
+query's adjacent term pairs that are adjacent in the item text too (`cordless drill`
+against a drill bit that fits cordless tools); and the numbers: how many the query has,
+the share of them the item text holds, and whether it misses one while naming others (a
+`1/2 in.` query against a `3/4 in.` fitting; numbers are compared by value, so `1-1/2`,
+`1 1/2` and `1.5` are one). Except the dense cosine (the retriever's), all are sparse
+products over whole batches of pairs: no Python loop over pairs.
 """
 
 from __future__ import annotations
 
+import re
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,11 +44,44 @@ FEATURES = (
     "item_terms",
     "char3_share",
     "char3_jaccard",
+    "bigram_share",
+    "query_numbers",
+    "number_share",
+    "number_missing",
 )
 """The columns of a pair's feature vector, in order."""
 
 GRAM_BUCKETS = 2**20
-"""Hash buckets of the character trigrams (collisions are rare at this size)."""
+"""Hash buckets of the character trigrams, term pairs and numbers (collisions are rare
+at this size)."""
+
+_NUMBER = re.compile(
+    r"(?<![0-9.])(?:(\d{0,12}\.\d{1,12})"
+    r"|(?:(\d{1,12})[ -](?=\d{1,12}/))?(\d{1,12})(?:/(\d{1,12}))?)(?![0-9])"
+)
+"""A decimal, or a whole number, fraction or mixed number (`1 1/2`, `1-1/2`); longer digit
+runs are codes, not numbers."""
+
+
+def numbers(text: str) -> list[str]:
+    """The numbers a text names, each once, by value (`2x4` names 2 and 4).
+
+    >>> numbers("1-1/2 in. x 10 ft. PVC Pipe, 2x4, 1.50 and 3/4 or 007, model 12-3")
+    ['1.5', '10', '2', '4', '0.75', '7', '12', '3']
+    """
+    found: dict[str, None] = {}
+    for decimal, whole, num, den in _NUMBER.findall(text):
+        if decimal:
+            value = float(decimal)
+        elif den:
+            if int(den) == 0:
+                continue
+            value = int(whole or 0) + int(num) / int(den)
+        else:
+            found[str(int(num))] = None
+            continue
+        found[str(int(value)) if value.is_integer() else f"{value:.4g}"] = None
+    return list(found)
 
 
 class PairFeatures:
@@ -71,6 +110,10 @@ class PairFeatures:
         self._hasher = _gram_hasher()
         self._grams = self._hasher.transform(list(texts)).tocsr()
         self._n_grams = np.diff(self._grams.indptr).astype(np.float32)
+        self._bag = _bag_hasher()
+        self._bigrams = self._bag.transform(map(_bigrams, index.analyzer.analyze(texts)))
+        self._numbers = self._bag.transform(map(numbers, texts)).tocsr()
+        self._n_numbers = np.diff(self._numbers.indptr).astype(np.float32)
 
     def bm25(self, encoded: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """(queries, candidates) BM25 of each query (`LexicalIndex.encode`'s matrix) with
@@ -85,16 +128,17 @@ class PairFeatures:
     def lexical(
         self, queries: Sequence[str], rows: npt.NDArray[np.int64], spelling: bool = True
     ) -> npt.NDArray[np.float32]:
-        """(queries, candidates, 9) the text features (`query_terms` … `char3_jaccard`)
+        """(queries, candidates, 13) the text features (`query_terms` … `number_missing`)
         of each query with its candidate rows; NaN where the row is -1."""
         n, d = rows.shape
-        out = np.full((n, d, 9), np.nan, dtype=np.float32)
+        out = np.full((n, d, len(FEATURES) - 2), np.nan, dtype=np.float32)
         valid = rows >= 0
         if not valid.any():
             return out
         pair_q = np.nonzero(valid)[0]
         pair_row = rows[valid]
-        term_ids = self.index.query_term_ids(queries, spelling=spelling)
+        terms = self.index.query_terms(queries, spelling=spelling)
+        term_ids = self.index.term_ids(terms)
         unique = [sorted(set(t)) for t in term_ids]
         q_terms = self.index.encode_ids(unique)
         q_idf = q_terms.multiply(self._idf[None, :]).tocsr()
@@ -109,6 +153,12 @@ class PairFeatures:
         q_gram_count = np.diff(q_grams.indptr).astype(np.float32)
         shared = _pair_dot(q_grams, self._grams[pair_row], pair_q)
         union = q_gram_count[pair_q] + self._n_grams[pair_row] - shared
+        q_bigrams = self._bag.transform(map(_bigrams, terms)).tocsr()
+        q_bigram_count = np.diff(q_bigrams.indptr).astype(np.float32)[pair_q]
+        bigrams = _pair_dot(q_bigrams, self._bigrams[pair_row], pair_q)
+        q_numbers = self._bag.transform(map(numbers, queries)).tocsr()
+        q_number_count = np.diff(q_numbers.indptr).astype(np.float32)[pair_q]
+        held_numbers = _pair_dot(q_numbers, self._numbers[pair_row], pair_q)
         with np.errstate(invalid="ignore", divide="ignore"):
             cols = [
                 q_count[pair_q],
@@ -120,6 +170,10 @@ class PairFeatures:
                 self._n_terms[pair_row],
                 np.where(q_gram_count[pair_q] > 0, shared / q_gram_count[pair_q], 0.0),
                 np.where(union > 0, shared / union, 0.0),
+                np.where(q_bigram_count > 0, bigrams / q_bigram_count, 0.0),
+                q_number_count,
+                np.where(q_number_count > 0, held_numbers / q_number_count, 0.0),
+                (held_numbers < q_number_count) & (self._n_numbers[pair_row] > 0),
             ]
         out[valid] = np.stack(cols, axis=1).astype(np.float32)
         return out
@@ -137,6 +191,28 @@ def _gram_hasher() -> Any:
         binary=True,
         dtype=np.float32,
     )
+
+
+def _bag_hasher() -> Any:
+    """scikit-learn's stateless hasher of ready-made token lists (term pairs, numbers)."""
+    text = require_ml("sklearn.feature_extraction.text")
+    return text.HashingVectorizer(
+        analyzer=_as_is,
+        n_features=GRAM_BUCKETS,
+        alternate_sign=False,
+        norm=None,
+        binary=True,
+        dtype=np.float32,
+    )
+
+
+def _as_is(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+def _bigrams(terms: Sequence[str]) -> list[str]:
+    """Adjacent term pairs: `["cordless", "drill", "kit"]` -> `cordless drill`, `drill kit`."""
+    return [f"{a} {b}" for a, b in pairwise(terms)]
 
 
 def _pair_dot(queries: Any, items: Any, pair_q: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
