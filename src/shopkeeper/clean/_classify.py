@@ -49,10 +49,21 @@ class CleanedLoad:
     pii_columns: tuple[str, ...]
     tables: tuple[str, ...] = ()
     """The temp tables behind the view."""
+    reasons: str | None = None
+    """A narrower view, when there is one: `_ord`, `_reason`, `_column` and the `_pii_*`
+    flags only, without the join that puts the pseudonyms back (DuckDB keeps a LEFT JOIN
+    whose columns nothing reads)."""
+
+    @property
+    def outcomes(self) -> str:
+        """The view to read `_ord`, `_reason`, `_column` and the `_pii_*` flags from."""
+        return self.reasons or self.classified
 
     def release(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Drop the view and the tables behind it."""
+        """Drop the views and the tables behind them."""
         con.execute(f"DROP VIEW IF EXISTS {self.classified}")
+        if self.reasons:
+            con.execute(f"DROP VIEW IF EXISTS {self.reasons}")
         for t in self.tables:
             con.execute(f"DROP TABLE IF EXISTS {t}")
 
@@ -496,12 +507,13 @@ def classify(
     keep = ", ".join(["m._ord", *(f"m.{quote_ident(p)}" for p in pii)])
     # A view, not a copy: the writer streams it once into Parquet, and the counts
     # read only the few columns they need.
-    con.execute(
-        f"CREATE TEMP VIEW {table} AS SELECT {', '.join(cols)}, {keep}, "
-        f"coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
-        f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord{users}"
+    outcome = (
+        "coalesce(m._r1, r._r) AS _reason, CASE WHEN m._r1 IS NOT NULL THEN m._c1 ELSE r._c END "
+        f"AS _column FROM {mapped} m LEFT JOIN {table}_r r ON r._ord = m._ord"
     )
+    con.execute(f"CREATE TEMP VIEW {table} AS SELECT {', '.join(cols)}, {keep}, {outcome}{users}")
+    con.execute(f"CREATE TEMP VIEW {table}_reasons AS SELECT {keep}, {outcome}")
     con.execute("SET preserve_insertion_order = true")  # later staging relies on rowid order
     for t in (f"{mapped}_pmap", f"{table}_known", f"{table}_pstats", f"{table}_bots"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    return CleanedLoad(table, pii, tables)
+    return CleanedLoad(table, pii, tables, f"{table}_reasons")

@@ -86,7 +86,7 @@ def _counts(
         f", coalesce(sum(CAST({quote_ident(p)} AS INTEGER)), 0)" for p in load.pii_columns
     )
     groups = con.execute(
-        f"SELECT _reason, count(*){sums} FROM {load.classified} GROUP BY 1"
+        f"SELECT _reason, count(*){sums} FROM {load.outcomes} GROUP BY 1"
     ).fetchall()
     rejects = con.execute(
         f"SELECT reason, count(*) FROM {plan.stage.rejects} GROUP BY 1"
@@ -170,7 +170,7 @@ def write_quarantine(
     )
     src = sql_literal(plan.stage.source.display)
     bad = (
-        f"(SELECT _ord, _reason, _column FROM {load.classified} "
+        f"(SELECT _ord, _reason, _column FROM {load.outcomes} "
         f"WHERE _reason IS NOT NULL AND _reason NOT IN ({dup_codes}))"
     )
     select = (
