@@ -14,7 +14,14 @@ import pytest
 from shopkeeper.errors import ConfigError
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
 from shopkeeper.search._ltr import LTR_ASSET, LtrRetriever, open_ltr
-from shopkeeper.search._ltr_features import FEATURES, PairFeatures, _gram_hasher, numbers
+from shopkeeper.search._ltr_features import (
+    FEATURES,
+    PairFeatures,
+    _analysis,
+    _gram_hasher,
+    _load_bags,
+    numbers,
+)
 from shopkeeper.search._train_ltr import LtrConfig, train_ltr
 from shopkeeper.search._train_ranker import catalogue_texts
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, lineage_graph
@@ -101,6 +108,34 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
         PairFeatures(lexical.index, texts[:-1])
 
 
+def test_stored_item_features_are_reused_only_for_the_same_texts(
+    search_workspace: Workspace, tmp_path: Path
+) -> None:
+    lexical = open_lexical(search_workspace)
+    texts = catalogue_texts(search_workspace, lexical.item_ids)
+    index = lexical.index
+    path = PairFeatures(index, texts).save(tmp_path / "item_features.npz")
+    queries = ["toilet seat white", "cordless drill 20", "hose 50 ft"]
+    rows = np.array([[0, 1, 2], [3, 4, 5], [9, 10, -1]], dtype=np.int64)
+    want = PairFeatures(index, texts).lexical(queries, rows)
+    got = PairFeatures(index, texts, path).lexical(queries, rows)
+    np.testing.assert_array_equal(got, want)
+    digests = PairFeatures(index, texts)._key[0]
+    assert _load_bags(path, digests, _analysis(index)) is not None
+    # A changed text, another analysis or a broken file: computed again, not read.
+    changed = [*texts[:-1], texts[-1] + " 12 in."]
+    assert _load_bags(path, PairFeatures(index, changed)._key[0], _analysis(index)) is None
+    assert _load_bags(path, digests, _analysis(index).replace("stem=True", "stem=False")) is None
+    fresh = PairFeatures(index, changed).lexical(queries, np.array([[11, 0, 1]] * 3))
+    np.testing.assert_array_equal(
+        PairFeatures(index, changed, path).lexical(queries, np.array([[11, 0, 1]] * 3)), fresh
+    )
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(path.read_bytes()[:100])
+    assert _load_bags(broken, digests, _analysis(index)) is None
+    np.testing.assert_array_equal(PairFeatures(index, texts, broken).lexical(queries, rows), want)
+
+
 def test_trees_trained_before_a_feature_was_added_still_score(
     search_workspace: Workspace,
 ) -> None:
@@ -141,7 +176,7 @@ def test_training_stores_versioned_trees_with_lineage_and_importances(
         assert [r[0] for r in rows] == list(FEATURES)
         assert sum(r[2] for r in rows) > 0  # the trees split on something
         names = {p.name for p in wh.files(LTR_ASSET, v.version, "artifact")}
-        assert names == {"model.txt"}
+        assert names == {"model.txt", "item_features.npz"}
         graph = lineage_graph(wh, LTR_ASSET)
     edges = {(e["from"], e["relation"]) for e in graph["edges"]}
     assert {("asset:queries@v1", "trained_on"), ("asset:judgments@v1", "trained_on")} <= edges

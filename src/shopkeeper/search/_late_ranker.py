@@ -20,7 +20,6 @@ and the evaluation use either.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from contextlib import nullcontext
 from functools import cached_property
@@ -37,6 +36,7 @@ from shopkeeper.search._cross_encoder import (
     held_bytes,
     int8_copy,
 )
+from shopkeeper.search._digest import text_digests
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,21 +52,6 @@ QUERY_TOKENS = 32
 """Tokens a query keeps (with [CLS] and [SEP])."""
 EXTRA_TEXTS = 20_000
 """Item texts without stored states whose computed states are kept (about 15 KB each)."""
-
-
-def text_digests(texts: Sequence[str]) -> npt.NDArray[np.int64]:
-    """An 8-byte BLAKE2b digest of each text, as int64 (the stored states' key).
-
-    >>> text_digests(["a", "a", "b"]).tolist()[0] == text_digests(["a"]).tolist()[0]
-    True
-    """
-    return np.array(
-        [
-            int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
-            for t in texts
-        ],
-        dtype=np.uint64,
-    ).view(np.int64)
 
 
 class ItemStates:

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from shopkeeper.warehouse import Workspace
 
 LTR_ASSET = "search_ltr"
+MODEL_FILE = "model.txt"
+"""The trees, as LightGBM's model text."""
+ITEM_FEATURES_FILE = "item_features.npz"
+"""The catalogue side of the pair features (`PairFeatures.save`; versions before it
+have none and compute it when opened)."""
 
 
 class LtrRetriever:
@@ -157,7 +162,7 @@ def open_ltr(
         if version is None and wh.latest(LTR_ASSET) is None:
             raise NotFoundError(_NONE_YET)
         v = wh.version(LTR_ASSET, version)
-        model_file = next(p for p in wh.files(LTR_ASSET, v.version, "artifact"))
+        artifacts = {p.name: p for p in wh.files(LTR_ASSET, v.version, "artifact")}
         texts = read_item_texts(wh, lexical.item_ids)
     params = v.params
     base: LexicalRetriever | HybridRetriever = lexical
@@ -168,8 +173,8 @@ def open_ltr(
             base = tuned_hybrid(ws, lexical, fusion, threads=threads, version=tuned)
         else:
             base = HybridRetriever(lexical, open_dense(ws, lexical.item_ids, encoder), fusion)
-    booster = lgb.Booster(model_file=str(model_file))
-    features = PairFeatures(lexical.index, texts)
+    booster = lgb.Booster(model_file=str(artifacts[MODEL_FILE]))
+    features = PairFeatures(lexical.index, texts, artifacts.get(ITEM_FEATURES_FILE))
     depth = int(params["config"]["depth"])
     return LtrRetriever(base, booster, features, depth, params.get("features", FEATURES))
 

@@ -24,7 +24,7 @@ from shopkeeper.logging import Stopwatch, get_logger, progress
 from shopkeeper.search._data import load_judged, split_queries
 from shopkeeper.search._evaluate import SearchEvalConfig, sample_judged
 from shopkeeper.search._fusion import HybridRetriever
-from shopkeeper.search._ltr import LTR_ASSET, LtrRetriever
+from shopkeeper.search._ltr import ITEM_FEATURES_FILE, LTR_ASSET, MODEL_FILE, LtrRetriever
 from shopkeeper.search._ltr_features import FEATURES, PairFeatures
 from shopkeeper.search._metrics import ndcg_at_k
 from shopkeeper.search._qrels import Qrels
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 
-MODEL_FILE = "model.txt"
 IMPORTANCE_FILE = "importance.parquet"
 BATCH = 512
 """Queries whose pools are retrieved and described together."""
@@ -142,7 +141,7 @@ def train_ltr(
         "validation_ndcg": round(val_ltr, 4),
         "time_budget_s": time_budget_s,
     }
-    version = _save(ws, booster, params, base, judged)
+    version = _save(ws, booster, params, base, judged, features)
     _log.info("trained ltr", trees=params["trees"], validation_ndcg=val_ltr, elapsed=timer)
     return {
         "asset": LTR_ASSET,
@@ -249,9 +248,15 @@ def _budget(lgb: Any, seconds: float, timer: Stopwatch) -> Any:
 
 
 def _save(
-    ws: Workspace, booster: Any, params: dict[str, Any], base: Retriever, judged: Judged
+    ws: Workspace,
+    booster: Any,
+    params: dict[str, Any],
+    base: Retriever,
+    judged: Judged,
+    features: PairFeatures,
 ) -> int:
-    """Commit the trees as a new `search_ltr` version; its number."""
+    """Commit the trees, with the catalogue side of their features (so that opening them
+    need not hash the item texts again), as a new `search_ltr` version; its number."""
     table = pa.table(
         {
             "feature": list(FEATURES),
@@ -263,7 +268,7 @@ def _save(
 
     def write_model(folder: Path) -> list[Path]:
         booster.save_model(str(folder / MODEL_FILE))
-        return [folder / MODEL_FILE]
+        return [folder / MODEL_FILE, features.save(folder / ITEM_FEATURES_FILE)]
 
     return commit_trained(
         ws, LTR_ASSET, params, table, IMPORTANCE_FILE, _SCHEMA_DOCS, write_model, base, judged
