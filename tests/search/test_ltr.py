@@ -13,6 +13,7 @@ import pytest
 
 from shopkeeper.errors import ConfigError
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
+from shopkeeper.search._digest import text_digests
 from shopkeeper.search._ltr import LTR_ASSET, LtrRetriever, open_ltr
 from shopkeeper.search._ltr_features import (
     FEATURES,
@@ -120,11 +121,11 @@ def test_stored_item_features_are_reused_only_for_the_same_texts(
     want = PairFeatures(index, texts).lexical(queries, rows)
     got = PairFeatures(index, texts, path).lexical(queries, rows)
     np.testing.assert_array_equal(got, want)
-    digests = PairFeatures(index, texts)._key[0]
+    digests = text_digests(texts)
     assert _load_bags(path, digests, _analysis(index)) is not None
     # A changed text, another analysis or a broken file: computed again, not read.
     changed = [*texts[:-1], texts[-1] + " 12 in."]
-    assert _load_bags(path, PairFeatures(index, changed)._key[0], _analysis(index)) is None
+    assert _load_bags(path, text_digests(changed), _analysis(index)) is None
     assert _load_bags(path, digests, _analysis(index).replace("stem=True", "stem=False")) is None
     fresh = PairFeatures(index, changed).lexical(queries, np.array([[11, 0, 1]] * 3))
     np.testing.assert_array_equal(

@@ -120,8 +120,9 @@ class PairFeatures:
         self._n_terms = np.diff(self._item_terms.indptr).astype(np.float32)
         self._hasher = _gram_hasher()
         self._bag = _bag_hasher()
-        self._key = (text_digests(texts), _analysis(index))
-        bags = _load_bags(stored, *self._key) if stored is not None else None
+        self._digests = text_digests(texts)
+        """The texts' digests: the key of the stored bags."""
+        bags = _load_bags(stored, self._digests, _analysis(index)) if stored is not None else None
         if bags is None:
             bags = (
                 self._hasher.transform(list(texts)).tocsr(),
@@ -135,7 +136,10 @@ class PairFeatures:
     def save(self, path: Path) -> Path:
         """Write the item texts' hashed trigrams, term pairs and numbers (binary: only
         their positions), keyed by the texts' digests and the analysis; the path."""
-        arrays: dict[str, Any] = {"digests": self._key[0], "analysis": np.array(self._key[1])}
+        arrays: dict[str, Any] = {
+            "digests": self._digests,
+            "analysis": np.array(_analysis(self.index)),
+        }
         for name, bag in zip(_BAGS, (self._grams, self._bigrams, self._numbers), strict=True):
             arrays[f"{name}_indptr"] = bag.indptr
             arrays[f"{name}_indices"] = bag.indices
@@ -240,23 +244,19 @@ def _load_bags(path: Path, digests: npt.NDArray[np.int64], analysis: str) -> tup
 
 def _gram_hasher() -> Any:
     """scikit-learn's stateless hasher of lower-cased character trigrams within words."""
-    text = require_ml("sklearn.feature_extraction.text")
-    return text.HashingVectorizer(
-        analyzer="char_wb",
-        ngram_range=(3, 3),
-        n_features=GRAM_BUCKETS,
-        alternate_sign=False,
-        norm=None,
-        binary=True,
-        dtype=np.float32,
-    )
+    return _hasher(analyzer="char_wb", ngram_range=(3, 3))
 
 
 def _bag_hasher() -> Any:
     """scikit-learn's stateless hasher of ready-made token lists (term pairs, numbers)."""
+    return _hasher(analyzer=_as_is)
+
+
+def _hasher(**analysis: Any) -> Any:
+    """A binary `HashingVectorizer` into `GRAM_BUCKETS` buckets (no vocabulary to fit)."""
     text = require_ml("sklearn.feature_extraction.text")
     return text.HashingVectorizer(
-        analyzer=_as_is,
+        **analysis,
         n_features=GRAM_BUCKETS,
         alternate_sign=False,
         norm=None,
