@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from shopkeeper.errors import ConfigError
+from shopkeeper.features import FeaturesConfig, ItemEncoder, build_features
 from shopkeeper.search import Searcher, SearchEvalConfig, evaluate_search, open_lexical
 from shopkeeper.search._digest import text_digests
+from shopkeeper.search._fusion import HybridRetriever
 from shopkeeper.search._ltr import LTR_ASSET, LtrRetriever, open_ltr
 from shopkeeper.search._ltr_features import (
     FEATURES,
@@ -23,6 +25,7 @@ from shopkeeper.search._ltr_features import (
     _load_bags,
     numbers,
 )
+from shopkeeper.search._open import open_dense
 from shopkeeper.search._train_ltr import LtrConfig, train_ltr
 from shopkeeper.search._train_ranker import catalogue_texts
 from shopkeeper.warehouse import IngestRequest, Warehouse, Workspace, ingest, lineage_graph
@@ -105,8 +108,36 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
     np.testing.assert_allclose(
         x, [[0.25, 0.5, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
     )
+    # The stage corrects each query once: its BM25 encoding and its text features come
+    # from the same terms, as the base and the features would compute them alone.
+    stage = LtrRetriever(lexical, None, features, 10)
+    enc = stage.encode(queries)
+    assert enc.terms == lexical.index.query_terms(queries)
+    assert (enc.base != lexical.encode(queries)).nnz == 0
+    np.testing.assert_array_equal(stage.pair_features(enc, rows)[:, :, 2:], got)
     with pytest.raises(ValueError, match="item texts"):
         PairFeatures(lexical.index, texts[:-1])
+
+
+def test_over_a_hybrid_base_the_stage_encodes_as_the_base_does(
+    search_workspace: Workspace, tiny_model_dir: Path
+) -> None:
+    encoder = ItemEncoder(model_path=tiny_model_dir, precision="fp32", batch_size=16)
+    build_features(search_workspace, FeaturesConfig(encoder=encoder.cfg), encoder)
+    lexical = open_lexical(search_workspace)
+    base = HybridRetriever(lexical, open_dense(search_workspace, lexical.item_ids, encoder))
+    features = PairFeatures(lexical.index, catalogue_texts(search_workspace, lexical.item_ids))
+    stage = LtrRetriever(base, None, features, depth=5)
+    queries = ["toliet seat", "cordless dril"]
+    enc = stage.encode(queries)
+    want = base.encode(queries)
+    assert (enc.base[0] != want[0]).nnz == 0
+    np.testing.assert_allclose(enc.base[1], want[1], rtol=1e-6)
+    rows = base.retrieve(want, 5).rows
+    np.testing.assert_array_equal(stage.base.retrieve(enc.base, 5).rows, rows)
+    x = stage.pair_features(enc, rows)
+    np.testing.assert_allclose(x[:, :, 1], base.dense.score(want[1], rows), rtol=1e-6)
+    np.testing.assert_array_equal(x[:, :, 2:], features.lexical(queries, rows))
 
 
 def test_stored_item_features_are_reused_only_for_the_same_texts(
@@ -146,9 +177,8 @@ def test_trees_trained_before_a_feature_was_added_still_score(
     features = PairFeatures(lexical.index, catalogue_texts(search_workspace, lexical.item_ids))
     older = FEATURES[:11]
     rows = np.tile(np.arange(lexical.index.n_items), (2, 1))
-    x = LtrRetriever(lexical, None, features, 10).pair_features(
-        (["toilet seat", "drill 1/2 in"], lexical.encode(["toilet seat", "drill 1/2 in"])), rows
-    )
+    stage = LtrRetriever(lexical, None, features, 10)
+    x = stage.pair_features(stage.encode(["toilet seat", "drill 1/2 in"]), rows)
     flat = x[:, :, :11].reshape(-1, 11)
     target = np.nan_to_num(flat[:, 0]) + flat[:, 4]
     params = {"objective": "regression", "min_data_in_leaf": 1, "verbosity": -1}
@@ -230,7 +260,7 @@ def test_the_trees_learn_what_bm25_gets_wrong_on_held_out_queries(
     model = open_ltr(workspace, open_lexical(workspace))
     enc = model.encode(["zorkaa gadgetaa"])
     rows = np.array([[model.item_ids.index("R0"), model.item_ids.index("D0")]])
-    bm25 = model.base.score(enc[1], rows)
+    bm25 = model.base.score(enc.base, rows)
     assert bm25[0, 0] < bm25[0, 1]
     assert model.score(enc, rows)[0, 0] > model.score(enc, rows)[0, 1]
 

@@ -122,7 +122,11 @@ class LexicalIndex:
 
     def encode(self, queries: Sequence[str], spelling: bool = True) -> Any:
         """The (queries, terms) binary CSR matrix of the queries' known terms."""
-        return self.encode_ids([sorted(set(t)) for t in self.query_term_ids(queries, spelling)])
+        return self.encode_terms(self.query_terms(queries, spelling=spelling))
+
+    def encode_terms(self, terms: Sequence[Sequence[str]]) -> Any:
+        """`encode` of queries already analyzed (`query_terms`)."""
+        return self.encode_ids([sorted(set(t)) for t in self.term_ids(terms)])
 
     def encode_ids(self, ids: Sequence[Sequence[int]]) -> Any:
         """A (len(ids), terms) CSR matrix with a 1 at each row's term ids (no repeats)."""

@@ -9,7 +9,7 @@ stage and `LtrRetriever` reorders its top `depth`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,16 @@ MODEL_FILE = "model.txt"
 ITEM_FEATURES_FILE = "item_features.npz"
 """The catalogue side of the pair features (`PairFeatures.save`; versions before it
 have none and compute it when opened)."""
+
+
+class LtrQueries(NamedTuple):
+    """A batch of queries as the trees' stage reads them (`LtrRetriever.encode`)."""
+
+    texts: list[str]
+    base: Any
+    """The first stage's encoding."""
+    terms: list[list[str]]
+    """Each query's analyzed terms, spelling corrected once for both uses."""
 
 
 class LtrRetriever:
@@ -80,29 +90,33 @@ class LtrRetriever:
         """The base's name and `+ltr`, e.g. `hybrid-tuned-linear+ltr`."""
         return f"{self.base.name}+ltr"
 
-    def encode(self, queries: Sequence[str]) -> tuple[list[str], Any]:
-        """The query texts (for the text features) and the base's representation."""
-        return list(queries), self.base.encode(queries)
+    def encode(self, queries: Sequence[str]) -> LtrQueries:
+        """The query texts and terms (for the text features) and the base's encoding,
+        its BM25 part built from the same terms."""
+        texts = list(queries)
+        index = self._lexical.index
+        terms = index.query_terms(texts, spelling=self._lexical.spelling)
+        lexical = index.encode_terms(terms)
+        if isinstance(self.base, HybridRetriever):
+            return LtrQueries(texts, (lexical, self.base.dense.encode(texts)), terms)
+        return LtrQueries(texts, lexical, terms)
 
     def pair_features(
-        self, encoded: tuple[list[str], Any], rows: npt.NDArray[np.int64]
+        self, encoded: LtrQueries, rows: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.float32]:
         """(queries, candidates, len(FEATURES)) features of each query with its rows
         (NaN where the row is -1; `dense` is NaN throughout over a BM25 base)."""
-        queries, base_enc = encoded
         if isinstance(self.base, HybridRetriever):
-            lexical_enc = base_enc[0]
-            dense = np.where(rows >= 0, self.base.dense.score(base_enc[1], rows), np.nan)
+            lexical_enc = encoded.base[0]
+            dense = np.where(rows >= 0, self.base.dense.score(encoded.base[1], rows), np.nan)
         else:
-            lexical_enc = base_enc
+            lexical_enc = encoded.base
             dense = np.full(rows.shape, np.nan, dtype=np.float32)
         bm25 = self.features.bm25(lexical_enc, rows)
-        text = self.features.lexical(queries, rows, spelling=self._lexical.spelling)
+        text = self.features.lexical(encoded.texts, rows, terms=encoded.terms)
         return np.concatenate([np.stack([bm25, dense], axis=2), text], axis=2, dtype=np.float32)
 
-    def score(
-        self, encoded: tuple[list[str], Any], rows: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.float32]:
+    def score(self, encoded: LtrQueries, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         """The trees' score of each candidate row (-inf where the row is -1)."""
         return self.predict(self.pair_features(encoded, rows), rows)
 
@@ -119,12 +133,12 @@ class LtrRetriever:
 
     def retrieve(
         self,
-        encoded: tuple[list[str], Any],
+        encoded: LtrQueries,
         k: int,
         mask: npt.NDArray[np.bool_] | None = None,
     ) -> Ranked:
         """The base's top `max(k, depth)` (within `mask`), the top `depth` reordered."""
-        pool = self.base.retrieve(encoded[1], max(k, self.depth), mask)
+        pool = self.base.retrieve(encoded.base, max(k, self.depth), mask)
         return reranked_head(pool, self.score(encoded, pool.rows[:, : self.depth]), self.depth, k)
 
 

@@ -158,10 +158,15 @@ class PairFeatures:
         return out
 
     def lexical(
-        self, queries: Sequence[str], rows: npt.NDArray[np.int64], spelling: bool = True
+        self,
+        queries: Sequence[str],
+        rows: npt.NDArray[np.int64],
+        spelling: bool = True,
+        terms: Sequence[Sequence[str]] | None = None,
     ) -> npt.NDArray[np.float32]:
         """(queries, candidates, 13) the text features (`query_terms` … `number_missing`)
-        of each query with its candidate rows; NaN where the row is -1."""
+        of each query with its candidate rows; NaN where the row is -1. `terms`: the
+        queries' analyzed terms when the caller has them (`LexicalIndex.query_terms`)."""
         n, d = rows.shape
         out = np.full((n, d, len(FEATURES) - 2), np.nan, dtype=np.float32)
         valid = rows >= 0
@@ -169,7 +174,8 @@ class PairFeatures:
             return out
         pair_q = np.nonzero(valid)[0]
         pair_row = rows[valid]
-        terms = self.index.query_terms(queries, spelling=spelling)
+        if terms is None:
+            terms = self.index.query_terms(queries, spelling=spelling)
         term_ids = self.index.term_ids(terms)
         unique = [sorted(set(t)) for t in term_ids]
         q_terms = self.index.encode_ids(unique)

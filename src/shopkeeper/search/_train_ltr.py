@@ -170,7 +170,7 @@ class _Pools:
         with progress(f"describing {what} pools", total=n) as bar:
             for s in range(0, n, BATCH):
                 encoded = model.encode(judged.queries[s : s + BATCH])
-                pool = model.base.retrieve(encoded[1], model.depth).rows
+                pool = model.base.retrieve(encoded.base, model.depth).rows
                 rows.append(pool)
                 xs.append(model.pair_features(encoded, pool))
                 bar.update(len(pool))
