@@ -40,8 +40,8 @@ TINY = LtrConfig(depth=10, min_pairs_per_leaf=1, trees=20, early_stopping=20)
 def _reference(features: PairFeatures, texts: list[str], query: str, row: int) -> list[float]:
     """The text features of one pair, computed the plain way."""
     index = features.index
-    terms = index.query_term_ids([query])[0]
     words = index.query_terms([query])[0]
+    terms = index.term_ids([words])[0]
     q_pairs = set(itertools.pairwise(words))
     item_words = index.analyzer.analyze([texts[row]])[0]
     t_pairs = set(itertools.pairwise(item_words))
@@ -71,6 +71,11 @@ def _reference(features: PairFeatures, texts: list[str], query: str, row: int) -
     ]
 
 
+def _text(features: PairFeatures, queries: list[str], rows: np.ndarray) -> np.ndarray:
+    """The text features of each query (spelling corrected) with its rows."""
+    return features.lexical(queries, features.index.query_terms(queries), rows)
+
+
 def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) -> None:
     lexical = open_lexical(search_workspace)
     texts = catalogue_texts(search_workspace, lexical.item_ids)
@@ -78,7 +83,7 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
     queries = ["toilet seat white", "cordles drill", "hose", "zzz", "hammer drill 1-1/2 in 20"]
     n = lexical.index.n_items
     rows = np.array([[0, 3, n - 1], [3, -1, 4], [9, 10, 1], [2, -1, -1], [3, 4, 5]], dtype=np.int64)
-    got = features.lexical(queries, rows)
+    got = _text(features, queries, rows)
     assert got.shape == (5, 3, 13)
     assert len(FEATURES) == 2 + got.shape[2]
     for i, q in enumerate(queries):
@@ -96,7 +101,7 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
     assert (bm25[rows >= 0] > 0).any()
     # "cordles" is corrected to "cordless": the drill kit (row 0, D1) holds both terms.
     assert lexical.item_ids[0] == "D1"
-    d1 = features.lexical(["cordles drill"], np.array([[0]]))
+    d1 = _text(features, ["cordles drill"], np.array([[0]]))
     assert d1[0, 0, 1] == 2
     # Of the query's term pairs (cordless drill, drill 20, 20 1, 1 5) the drill kit holds
     # the first, the drill bit set (D3) none; "20" is the kit's 20V, and the hammer drill's
@@ -104,7 +109,7 @@ def test_pair_features_equal_the_plain_computation(search_workspace: Workspace) 
     by_id = {item: i for i, item in enumerate(lexical.item_ids)}
     pairs = np.array([[by_id["D1"], by_id["D3"], by_id["D2"], by_id["P3"]]])
     cols = [FEATURES.index(f) - 2 for f in ("bigram_share", "number_share", "number_missing")]
-    x = features.lexical(["cordless drill 20 1.5"], pairs)[0][:, cols]
+    x = _text(features, ["cordless drill 20 1.5"], pairs)[0][:, cols]
     np.testing.assert_allclose(
         x, [[0.25, 0.5, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
     )
@@ -137,7 +142,7 @@ def test_over_a_hybrid_base_the_stage_encodes_as_the_base_does(
     np.testing.assert_array_equal(stage.base.retrieve(enc.base, 5).rows, rows)
     x = stage.pair_features(enc, rows)
     np.testing.assert_allclose(x[:, :, 1], base.dense.score(want[1], rows), rtol=1e-6)
-    np.testing.assert_array_equal(x[:, :, 2:], features.lexical(queries, rows))
+    np.testing.assert_array_equal(x[:, :, 2:], _text(features, queries, rows))
 
 
 def test_stored_item_features_are_reused_only_for_the_same_texts(
@@ -149,8 +154,8 @@ def test_stored_item_features_are_reused_only_for_the_same_texts(
     path = PairFeatures(index, texts).save(tmp_path / "item_features.npz")
     queries = ["toilet seat white", "cordless drill 20", "hose 50 ft"]
     rows = np.array([[0, 1, 2], [3, 4, 5], [9, 10, -1]], dtype=np.int64)
-    want = PairFeatures(index, texts).lexical(queries, rows)
-    got = PairFeatures(index, texts, path).lexical(queries, rows)
+    want = _text(PairFeatures(index, texts), queries, rows)
+    got = _text(PairFeatures(index, texts, path), queries, rows)
     np.testing.assert_array_equal(got, want)
     digests = text_digests(texts)
     assert _load_bags(path, digests, _analysis(index)) is not None
@@ -158,14 +163,14 @@ def test_stored_item_features_are_reused_only_for_the_same_texts(
     changed = [*texts[:-1], texts[-1] + " 12 in."]
     assert _load_bags(path, text_digests(changed), _analysis(index)) is None
     assert _load_bags(path, digests, _analysis(index).replace("stem=True", "stem=False")) is None
-    fresh = PairFeatures(index, changed).lexical(queries, np.array([[11, 0, 1]] * 3))
+    fresh = _text(PairFeatures(index, changed), queries, np.array([[11, 0, 1]] * 3))
     np.testing.assert_array_equal(
-        PairFeatures(index, changed, path).lexical(queries, np.array([[11, 0, 1]] * 3)), fresh
+        _text(PairFeatures(index, changed, path), queries, np.array([[11, 0, 1]] * 3)), fresh
     )
     broken = tmp_path / "broken.npz"
     broken.write_bytes(path.read_bytes()[:100])
     assert _load_bags(broken, digests, _analysis(index)) is None
-    np.testing.assert_array_equal(PairFeatures(index, texts, broken).lexical(queries, rows), want)
+    np.testing.assert_array_equal(_text(PairFeatures(index, texts, broken), queries, rows), want)
 
 
 def test_trees_trained_before_a_feature_was_added_still_score(

@@ -124,7 +124,13 @@ class HybridRetriever:
 
     def encode(self, queries: Sequence[str]) -> tuple[Any, npt.NDArray[np.float32]]:
         """Both retrievers' representations of the batch."""
-        return self.lexical.encode(queries), self.dense.encode(queries)
+        return self.encode_terms(queries, self.lexical.analyze(queries))
+
+    def encode_terms(
+        self, queries: Sequence[str], terms: Sequence[Sequence[str]]
+    ) -> tuple[Any, npt.NDArray[np.float32]]:
+        """`encode` of queries whose BM25 terms are analyzed already (`analyze`)."""
+        return self.lexical.encode_terms(terms), self.dense.encode(queries)
 
     def candidates(self, encoded: tuple[Any, npt.NDArray[np.float32]]) -> npt.NDArray[np.int64]:
         """The union of both retrievers' top `candidates` rows per query."""

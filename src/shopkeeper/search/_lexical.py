@@ -112,20 +112,12 @@ class LexicalIndex:
             words = self.speller.correct(words)
         return self.analyzer.analyze([" ".join(w) for w in words])
 
-    def query_term_ids(self, queries: Sequence[str], spelling: bool = True) -> list[list[int]]:
-        """Each query's known terms as vocabulary ids, in query order (repeats kept)."""
-        return self.term_ids(self.query_terms(queries, spelling=spelling))
-
     def term_ids(self, terms: Sequence[Sequence[str]]) -> list[list[int]]:
         """Each list's known terms as vocabulary ids, in order (repeats kept)."""
         return [[self._term[t] for t in ts if t in self._term] for ts in terms]
 
-    def encode(self, queries: Sequence[str], spelling: bool = True) -> Any:
-        """The (queries, terms) binary CSR matrix of the queries' known terms."""
-        return self.encode_terms(self.query_terms(queries, spelling=spelling))
-
     def encode_terms(self, terms: Sequence[Sequence[str]]) -> Any:
-        """`encode` of queries already analyzed (`query_terms`)."""
+        """The (queries, terms) binary CSR matrix of analyzed queries' known terms."""
         return self.encode_ids([sorted(set(t)) for t in self.term_ids(terms)])
 
     def encode_ids(self, ids: Sequence[Sequence[int]]) -> Any:

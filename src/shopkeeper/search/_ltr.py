@@ -94,12 +94,10 @@ class LtrRetriever:
         """The query texts and terms (for the text features) and the base's encoding,
         its BM25 part built from the same terms."""
         texts = list(queries)
-        index = self._lexical.index
-        terms = index.query_terms(texts, spelling=self._lexical.spelling)
-        lexical = index.encode_terms(terms)
+        terms = self._lexical.analyze(texts)
         if isinstance(self.base, HybridRetriever):
-            return LtrQueries(texts, (lexical, self.base.dense.encode(texts)), terms)
-        return LtrQueries(texts, lexical, terms)
+            return LtrQueries(texts, self.base.encode_terms(texts, terms), terms)
+        return LtrQueries(texts, self.base.encode_terms(terms), terms)
 
     def pair_features(
         self, encoded: LtrQueries, rows: npt.NDArray[np.int64]
@@ -113,7 +111,7 @@ class LtrRetriever:
             lexical_enc = encoded.base
             dense = np.full(rows.shape, np.nan, dtype=np.float32)
         bm25 = self.features.bm25(lexical_enc, rows)
-        text = self.features.lexical(encoded.texts, rows, terms=encoded.terms)
+        text = self.features.lexical(encoded.texts, encoded.terms, rows)
         return np.concatenate([np.stack([bm25, dense], axis=2), text], axis=2, dtype=np.float32)
 
     def score(self, encoded: LtrQueries, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:

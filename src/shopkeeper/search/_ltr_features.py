@@ -160,13 +160,12 @@ class PairFeatures:
     def lexical(
         self,
         queries: Sequence[str],
+        terms: Sequence[Sequence[str]],
         rows: npt.NDArray[np.int64],
-        spelling: bool = True,
-        terms: Sequence[Sequence[str]] | None = None,
     ) -> npt.NDArray[np.float32]:
         """(queries, candidates, 13) the text features (`query_terms` … `number_missing`)
-        of each query with its candidate rows; NaN where the row is -1. `terms`: the
-        queries' analyzed terms when the caller has them (`LexicalIndex.query_terms`)."""
+        of each query (its text and its analyzed terms, `LexicalRetriever.analyze`) with
+        its candidate rows; NaN where the row is -1."""
         n, d = rows.shape
         out = np.full((n, d, len(FEATURES) - 2), np.nan, dtype=np.float32)
         valid = rows >= 0
@@ -174,8 +173,6 @@ class PairFeatures:
             return out
         pair_q = np.nonzero(valid)[0]
         pair_row = rows[valid]
-        if terms is None:
-            terms = self.index.query_terms(queries, spelling=spelling)
         term_ids = self.index.term_ids(terms)
         unique = [sorted(set(t)) for t in term_ids]
         q_terms = self.index.encode_ids(unique)

@@ -124,9 +124,17 @@ class LexicalRetriever:
         self.spelling = spelling
         self.item_ids = index.item_ids
 
+    def analyze(self, queries: Sequence[str]) -> list[list[str]]:
+        """Each query's analyzed terms (unknown words corrected when this one corrects)."""
+        return self.index.query_terms(queries, spelling=self.spelling)
+
     def encode(self, queries: Sequence[str]) -> Any:
         """The (queries, terms) sparse matrix."""
-        return self.index.encode(queries, spelling=self.spelling)
+        return self.encode_terms(self.analyze(queries))
+
+    def encode_terms(self, terms: Sequence[Sequence[str]]) -> Any:
+        """`encode` of queries already analyzed (`analyze`)."""
+        return self.index.encode_terms(terms)
 
     def retrieve(self, encoded: Any, k: int, mask: npt.NDArray[np.bool_] | None = None) -> Ranked:
         """Top `k` items with a positive BM25 score (rows -1 beyond them)."""
