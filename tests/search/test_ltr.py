@@ -157,6 +157,18 @@ def test_stored_item_features_are_reused_only_for_the_same_texts(
     want = _text(PairFeatures(index, texts), queries, rows)
     got = _text(PairFeatures(index, texts, path), queries, rows)
     np.testing.assert_array_equal(got, want)
+    # What it reads is the file: one saved for these texts with its numbers emptied
+    # leaves every item without a number.
+    with np.load(path) as f:
+        arrays = dict(f)
+    arrays["numbers_indices"] = arrays["numbers_indices"][:0]
+    arrays["numbers_indptr"] = np.zeros_like(arrays["numbers_indptr"])
+    emptied = tmp_path / "emptied.npz"
+    np.savez(emptied, **arrays)
+    share = FEATURES.index("number_share") - 2
+    kit = np.array([[lexical.item_ids.index("D1")]])  # the 20V drill kit
+    assert _text(PairFeatures(index, texts, path), ["drill 20"], kit)[0, 0, share] == 1.0
+    assert _text(PairFeatures(index, texts, emptied), ["drill 20"], kit)[0, 0, share] == 0.0
     digests = text_digests(texts)
     assert _load_bags(path, digests, _analysis(index)) is not None
     # A changed text, another analysis or a broken file: computed again, not read.
