@@ -117,6 +117,7 @@ def _budget_worker(rank: int, store: str, out: str) -> None:
     )
     with open(f"{out}.{rank}", "w") as fh:  # noqa: PTH123 (a plain child process)
         json.dump({"steps": result.steps, "epochs": result.epochs, "stop": result.stopped}, fh)
+    dist.barrier()  # as rec/ddp.py's main: neither tears gloo down while the other still talks
     dist.destroy_process_group()
 
 
