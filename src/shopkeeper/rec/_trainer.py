@@ -17,6 +17,7 @@ and a checkpoint is resumed only when every process has the same one.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -315,6 +316,12 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     result.seconds = _clock() - start
+    if size > 1:
+        # DDP's reducer holds the process group inside reference cycles: left to the
+        # collector, the group can outlive destroy_process_group into interpreter exit,
+        # where a gloo thread freeing its last work aborts the process (exit -6).
+        del net
+        gc.collect()
     return result
 
 
