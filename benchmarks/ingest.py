@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from typing import Any
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+TOOLS = ("ours", "floor", "pandas")
 TARGET_FLOOR_RATIO = 2.5
 TARGET_PANDAS_RATIO = 10.0
 TARGET_RSS_20M = 1.5e9
@@ -204,6 +206,18 @@ def _shopkeeper_cmd() -> list[str]:
     return [sys.executable, "-c", "import sys; from shopkeeper.cli import main; sys.exit(main())"]
 
 
+def tool_command(tool: str, csv: Path, out_dir: Path) -> list[str]:
+    """The command line of `tool` (ours, floor or pandas) cleaning `csv` into `out_dir`."""
+    if tool == "ours":
+        return [*_shopkeeper_cmd(), "--home", str(out_dir), "ingest", str(csv), "--adapter",
+                "generic", "--kind", "events", "--json"]  # fmt: skip
+    if tool == "floor":
+        return [sys.executable, str(Path(__file__).resolve()), "--floor-worker", str(csv),
+                str(out_dir)]  # fmt: skip
+    return [sys.executable, str(REPO / "benchmarks" / "pandas_baseline.py"), str(csv),
+            "--out", str(out_dir)]  # fmt: skip
+
+
 def run_size(args: argparse.Namespace, rows: int, env: dict[str, str]) -> dict[str, Any]:
     """Generate, then measure ours, the floor and (if small enough) pandas at one size."""
     label = size_label(rows)
@@ -211,19 +225,7 @@ def run_size(args: argparse.Namespace, rows: int, env: dict[str, str]) -> dict[s
     work = args.out / "work"
     runs: dict[str, Run] = {}
     env = {**env, "BENCH_TMP": str(_fresh_dir(work / "tmp"))}
-
-    def ours(d: Path) -> list[str]:
-        return [*_shopkeeper_cmd(), "--home", str(d), "ingest", str(path), "--adapter",
-                "generic", "--kind", "events", "--json"]  # fmt: skip
-
-    def floor(d: Path) -> list[str]:
-        return [sys.executable, __file__, "--floor-worker", str(path), str(d)]
-
-    def pandas(d: Path) -> list[str]:
-        return [sys.executable, str(REPO / "benchmarks" / "pandas_baseline.py"), str(path),
-                "--out", str(d)]  # fmt: skip
-
-    tools = {"ours": ours, "floor": floor, "pandas": pandas}
+    tools = {name: functools.partial(tool_command, name, path) for name in TOOLS}
     if rows > args.skip_pandas_above:
         del tools["pandas"]
         log(f"{label} pandas: skipped (--skip-pandas-above {size_label(args.skip_pandas_above)})")
@@ -408,8 +410,14 @@ def _meta(env: dict[str, str]) -> dict[str, Any]:
 # -- workers (run in their own process) ---------------------------------------------------
 
 
-def floor_worker(csv: Path, out_dir: Path) -> None:
-    """CSV -> Parquet with DuckDB and no cleaning, under the pipeline's settings."""
+FLOOR_SOURCE = "read_csv('{csv}', all_varchar = true, store_rejects = true)"
+"""The floor's read of the CSV (format with `csv`)."""
+PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+"""The floor's Parquet options."""
+
+
+def worker_connection(out_dir: Path) -> Any:
+    """A DuckDB connection under the pipeline's settings, spilling into `out_dir`."""
     import duckdb
 
     config: dict[str, Any] = {
@@ -419,12 +427,14 @@ def floor_worker(csv: Path, out_dir: Path) -> None:
     }
     if os.environ.get("SHOPKEEPER_THREADS"):
         config["threads"] = int(os.environ["SHOPKEEPER_THREADS"])
-    con = duckdb.connect(":memory:", config=config)
+    return duckdb.connect(":memory:", config=config)
+
+
+def floor_worker(csv: Path, out_dir: Path) -> None:
+    """CSV -> Parquet with DuckDB and no cleaning, under the pipeline's settings."""
+    con = worker_connection(out_dir)
     target = out_dir / "events.parquet"
-    con.execute(
-        f"COPY (SELECT * FROM read_csv('{csv}', all_varchar = true, store_rejects = true)) "
-        f"TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-    )
+    con.execute(f"COPY (SELECT * FROM {FLOOR_SOURCE.format(csv=csv)}) TO '{target}' {PARQUET}")
     n = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()
     print(json.dumps({"rows_written": int(n[0]) if n else 0}))
 

@@ -1,17 +1,17 @@
-"""How close any DuckDB cleaning plan can get to the ingest floor: a lower bound.
+"""How close a DuckDB cleaning plan can get to the ingest floor: a lower bound.
 
 The ingest benchmark's target is ours ≤ 2.5× the floor (DuckDB reading the CSV as text
 and writing zstd Parquet). This script measures plans that do *less* than the cleaning
-rules need, each as one fused statement (nothing staged, nothing stored twice):
+rules need:
 
-- ``floor``: the benchmark's floor, read and write;
+- ``floor``: the benchmark's floor (``ingest.py --floor-worker``), read and write;
 - ``typed``: the same read, the columns trimmed and cast to their types, one write;
 - ``+dup`` / ``+near`` / ``+bots``: ``typed`` plus one of the three windows the rules
   need (exact duplicates by row hash, near-duplicates as the gap to the previous event of
   the same user, item and type, events per user in the trailing 60 seconds), each
   simplified below what the rule needs (no exact compare after the hash, no per-user
-  maximum, no quarantine of what they drop);
-- ``+windows``: ``typed`` with all three;
+  maximum, no quarantine of what they drop), in the same statement;
+- ``+windows``: ``typed`` with all three in one statement;
 - ``+windows1``: the same with one sort shared by two of them: duplicates as a row hash
   equal to the previous row's in the user's time order (which misses a duplicate that a
   different event at the same second separates) and the bot window over the same order;
@@ -25,11 +25,11 @@ rules need, each as one fused statement (nothing staged, nothing stored twice):
   of its time on ours.
 
 Every plan runs in its own process, the rounds interleaved, and each is reported as a
-ratio to the floor of its own round. Whatever ``+windows`` costs over the floor is a
-lower bound for a pipeline that also pseudonymizes, normalizes text, masks PII, checks
-the row rules, writes the quarantine and the quality report.
+ratio to the floor of its own round. The cheapest of the three plans with all the
+windows is a lower bound for a pipeline that also pseudonymizes, normalizes text, masks
+PII, checks the row rules, writes the quarantine and the quality report.
 
-    .venv/bin/python benchmarks/ingest_bound.py --size 5M --out benchmarks/out --repeat 3
+    .venv/bin/python benchmarks/ingest_bound.py --size 5M --out benchmarks/out --repeat 2 --pandas
 """
 
 from __future__ import annotations
@@ -46,7 +46,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import ensure_file, log, parse_size, size_label
+from ingest import (
+    FLOOR_SOURCE,
+    PARQUET,
+    ensure_file,
+    log,
+    parse_size,
+    size_label,
+    tool_command,
+    worker_connection,
+)
 
 _COLUMNS = "user_id, item_id, event_type, ts, session_id, query, value, quantity, price, currency"
 _TYPED = f"""
@@ -80,18 +89,18 @@ PLANS = (
     "+prefiltered",
     "ours",
 )
-_PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+_WITH_WINDOWS = ("+windows", "+windows1", "+prefiltered")
 
 
 def plan_sql(plan: str, csv: Path, target: Path) -> list[str]:
-    """The statements of `plan` (every plan but ``ours``)."""
+    """The statements of `plan` (every plan but ``floor``, ``ours`` and ``pandas``)."""
     if plan == "+prefiltered":
         return _prefiltered(csv, target)
     return [_fused_sql(plan, csv, target)]
 
 
 def _prefiltered(csv: Path, target: Path) -> list[str]:
-    src = f"read_csv('{csv}', all_varchar = true, store_rejects = true)"
+    src = FLOOR_SOURCE.format(csv=csv)
     near = "_u, item_id, event_type"
     minutes = (
         "SELECT _u, floor(epoch(ts) / 60) AS _m, count(*) AS _n FROM t "
@@ -111,17 +120,14 @@ def _prefiltered(csv: Path, target: Path) -> list[str]:
         "QUALIFY count(*) OVER (PARTITION BY _u ORDER BY ts "
         "RANGE BETWEEN INTERVAL 60 SECONDS PRECEDING AND CURRENT ROW) > 60",
         f"COPY (SELECT * EXCLUDE (_h, _u) FROM t WHERE rowid NOT IN (SELECT _r FROM f)) "
-        f"TO '{target}' {_PARQUET}",
+        f"TO '{target}' {PARQUET}",
     ]
 
 
 def _fused_sql(plan: str, csv: Path, target: Path) -> str:
-    src = f"read_csv('{csv}', all_varchar = true, store_rejects = true)"
-    if plan == "floor":
-        return f"COPY (SELECT * FROM {src}) TO '{target}' {_PARQUET}"
-    typed = _TYPED.format(src=src)
+    typed = _TYPED.format(src=FLOOR_SOURCE.format(csv=csv))
     if plan == "typed":
-        return f"COPY (SELECT * EXCLUDE (_h, _u) FROM ({typed})) TO '{target}' {_PARQUET}"
+        return f"COPY (SELECT * EXCLUDE (_h, _u) FROM ({typed})) TO '{target}' {PARQUET}"
     if plan == "+windows1":
         return (
             f"COPY (SELECT * EXCLUDE (_h, _u, _dup, _near, _bots) FROM (SELECT *, "
@@ -129,7 +135,7 @@ def _fused_sql(plan: str, csv: Path, target: Path) -> str:
             f"coalesce({_WINDOWS['near']}, false) AS _near, "
             f"count(*) OVER (w RANGE BETWEEN INTERVAL 60 SECONDS PRECEDING AND CURRENT ROW) > 60"
             f" AS _bots FROM ({typed}) WINDOW w AS (PARTITION BY _u ORDER BY ts)) "
-            f"WHERE NOT (_dup OR _near OR _bots)) TO '{target}' {_PARQUET}"
+            f"WHERE NOT (_dup OR _near OR _bots)) TO '{target}' {PARQUET}"
         )
     names = list(_WINDOWS) if plan == "+windows" else [plan.removeprefix("+")]
     flags = ", ".join(f"coalesce({_WINDOWS[n]}, false) AS _{n}" for n in names)
@@ -137,22 +143,13 @@ def _fused_sql(plan: str, csv: Path, target: Path) -> str:
     drop = ", ".join(["_h", "_u", *(f"_{n}" for n in names)])
     return (
         f"COPY (SELECT * EXCLUDE ({drop}) FROM (SELECT *, {flags} FROM ({typed})) "
-        f"WHERE {keep}) TO '{target}' {_PARQUET}"
+        f"WHERE {keep}) TO '{target}' {PARQUET}"
     )
 
 
 def worker(plan: str, csv: Path, out_dir: Path) -> None:
     """Run one plan under the ingest benchmark's DuckDB settings; print the rows written."""
-    import duckdb
-
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "memory_limit": os.environ.get("SHOPKEEPER_MEMORY_LIMIT", "1GB"),
-            "temp_directory": str(out_dir / "spill"),
-            "preserve_insertion_order": True,
-        },
-    )
+    con = worker_connection(out_dir)
     target = out_dir / "events.parquet"
     for sql in plan_sql(plan, csv, target):
         con.execute(sql)
@@ -164,13 +161,8 @@ def _run(plan: str, csv: Path, work: Path, env: dict[str, str]) -> tuple[float, 
     """Wall seconds of one plan in its own process, and the rows it wrote."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    if plan == "pandas":
-        script = Path(__file__).with_name("pandas_baseline.py")
-        cmd = [sys.executable, str(script), str(csv), "--out", str(work)]
-    elif plan == "ours":
-        exe = Path(sys.executable).with_name("shopkeeper")
-        cmd = [str(exe), "--home", str(work), "ingest", str(csv), "--adapter", "generic",
-               "--kind", "events", "--json"]  # fmt: skip
+    if plan in ("floor", "ours", "pandas"):
+        cmd = tool_command(plan, csv, work)
     else:
         cmd = [sys.executable, __file__, "--worker", plan, str(csv), str(work)]
     start = time.perf_counter()
@@ -235,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nours may take: {2.5 * med['floor']:.2f} s (2.5 × the floor)", end="")
     if "pandas" in med:
         print(f", {med['pandas'] / 10:.2f} s (a tenth of pandas)", end="")
-    least = min(med["+windows"], med["+windows1"], med["+prefiltered"])
+    least = min(med[p] for p in _WITH_WINDOWS)
     print(f"; reading, typing and three windows alone take {least} s")
     return 0
 
