@@ -7,7 +7,7 @@ each size with two seeds, and every version is measured on the same held-out tes
 queries. Each fit stores a new ``search_ltr`` version in that workspace.
 
     .venv/bin/python benchmarks/search_tuned.py --out benchmarks/out --minutes 8 --ltr
-    .venv/bin/python benchmarks/search_ltr_curve.py --out benchmarks/out   # 10 min
+    .venv/bin/python benchmarks/search_ltr_curve.py --out benchmarks/out   # 2.5 min measured
 """
 
 from __future__ import annotations
