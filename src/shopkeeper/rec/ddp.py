@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import hashlib
 import json
 import os
@@ -224,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
         _write_rank_report(args.folder, data, scorer, saved, seconds)
     finally:
         if distributed:
-            gc.collect()  # nothing unreachable may still hold the group (see _trainer.train)
             dist.destroy_process_group()
     return 0
 
